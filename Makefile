@@ -8,7 +8,7 @@ BIN := $(CURDIR)/$(VENV)/bin
 export PATH := $(BIN):$(PATH)
 export ANSIBLE_CONFIG := $(CURDIR)/ansible.cfg
 PLAYBOOK := $(BIN)/ansible-playbook
-SANITY_ROOT := $(CURDIR)/.sandbox/sanity/ansible_collections/cohort/rollout
+SANITY_ROOT := $(or $(TMPDIR),/tmp)/cohort-rollout-sanity/ansible_collections/cohort/rollout
 
 .PHONY: setup sandbox sandbox-down demo test lint sanity unit molecule integration bench build clean
 
@@ -28,13 +28,14 @@ lint: setup
 	$(BIN)/yamllint -s .
 	$(BIN)/ansible-lint --profile production --strict -q
 
-# ansible-test must run from a path ending in ansible_collections/cohort/rollout:
+# ansible-test must run from a path ending in ansible_collections/cohort/rollout,
+# outside this git work tree (inside it, git ls-files hides an ignored copy):
 # copy the tracked tree there and run the sanity tests on the copy.
 sanity: setup
 	rm -rf $(SANITY_ROOT) && mkdir -p $(SANITY_ROOT)
 	git ls-files -co --exclude-standard -z | grep -zv '^collections/ansible_collections' \
 	  | rsync -a --from0 --files-from=- ./ $(SANITY_ROOT)/
-	cd $(SANITY_ROOT) && $(BIN)/ansible-test sanity --python 3.11 --color no
+	cd $(SANITY_ROOT) && $(BIN)/ansible-test sanity --python 3.11 --venv --color no
 
 unit: setup
 	$(BIN)/pytest -q tests/unit apps/cohort_analyzer/tests
