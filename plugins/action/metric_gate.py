@@ -1,5 +1,5 @@
 # -*- coding: utf-8 -*-
-# Copyright: cohort.rollout maintainers
+# Copyright: cohort.rollout contributors
 # Apache License 2.0 (see galaxy.yml)
 """Action plugin cohort.rollout.metric_gate: bake a phase under metric gates, on the controller.
 

@@ -1,5 +1,5 @@
 # -*- coding: utf-8 -*-
-# Copyright: cohort.rollout maintainers
+# Copyright: cohort.rollout contributors
 # Apache License 2.0 (see galaxy.yml)
 """Gate evaluation: pure logic, no HTTP and no Ansible at run time.
 
@@ -27,6 +27,7 @@ import math
 import re
 import time
 
+from ansible_collections.cohort.rollout.plugins.module_utils.prometheus import redact_url
 from ansible_collections.cohort.rollout.plugins.module_utils.report import utc_now_iso
 
 OPS = {
@@ -113,11 +114,16 @@ def parse_duration(value, name):
 
 
 def format_duration(seconds):
-    if seconds >= 3600 and seconds % 3600 == 0:
-        return '%dh' % (seconds // 3600)
-    if seconds >= 60 and seconds % 60 == 0:
-        return '%dm' % (seconds // 60)
-    return '%gs' % seconds
+    """7560 -> '2h6m', 90 -> '1m30s', 2.5 -> '2.5s', 0 -> '0s'."""
+    if seconds != int(seconds) or seconds < 60:
+        return '%gs' % seconds
+    rest = int(seconds)
+    out = ''
+    for unit, size in (('d', 86400), ('h', 3600), ('m', 60), ('s', 1)):
+        if rest >= size:
+            out += '%d%s' % (rest // size, unit)
+            rest %= size
+    return out
 
 
 def normalize_spec(params):
@@ -365,7 +371,7 @@ class Bake(object):
             if check['source'] == 'prometheus':
                 entry['query'] = check['query']
             else:
-                entry['url'] = check['url']
+                entry['url'] = redact_url(check['url'])
                 entry['path'] = check['path']
             out[check['name']] = entry
         return out

@@ -248,8 +248,16 @@ def cmdline_matches(cmdline, meta):
     argv = meta.get('argv') or []
     if argv and cmdline[:len(argv)] == argv:
         return True
-    observed = meta.get('cmdline') or []
-    return bool(observed) and cmdline == observed
+    observed = _strip_padding(meta.get('cmdline') or [])
+    return bool(observed) and _strip_padding(cmdline) == observed
+
+
+def _strip_padding(cmdline):
+    # A rewritten title is often padded with NULs up to the old argv's length.
+    end = len(cmdline)
+    while end and cmdline[end - 1] == '':
+        end -= 1
+    return list(cmdline[:end])
 
 
 def identify(pid, meta):
@@ -425,6 +433,7 @@ def start(name, argv, pidfile, logfile, executable=None, chdir='/', environment=
         'name': name,
         'pid': proc.pid,
         'argv': list(argv),
+        # Popen returns once exec has begun; for a moment the kernel shows an empty cmdline.
         'cmdline': read_cmdline(proc.pid) or list(argv),
         'executable': executable,
         'chdir': chdir,

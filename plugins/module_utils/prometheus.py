@@ -1,5 +1,5 @@
 # -*- coding: utf-8 -*-
-# Copyright: cohort.rollout maintainers
+# Copyright: cohort.rollout contributors
 # Apache License 2.0 (see galaxy.yml)
 """The one Prometheus HTTP client of cohort.rollout.
 
@@ -27,7 +27,7 @@ from urllib.error import HTTPError, URLError
 from urllib.parse import urlencode, urlsplit
 
 from ansible.module_utils.urls import ConnectionError as UrlsConnectionError
-from ansible.module_utils.urls import SSLValidationError, open_url
+from ansible.module_utils.urls import Request, SSLValidationError, make_context
 
 USER_AGENT = 'cohort.rollout-prometheus-client'
 MAX_ERROR_TEXT = 500
@@ -69,12 +69,24 @@ class PrometheusError(Exception):
         return self.error_type
 
 
+_CONTEXTS = {}
+
+
+def _tls_context(validate_certs, ca_path):
+    """One SSL context per (validate_certs, ca_path): building one loads the CA store (~100 ms)."""
+    key = (bool(validate_certs), ca_path)
+    if key not in _CONTEXTS:
+        _CONTEXTS[key] = make_context(cafile=ca_path, validate_certs=validate_certs)
+    return _CONTEXTS[key]
+
+
 def urllib_transport(method, url, headers, data, timeout, validate_certs, ca_path):
-    """Send one request; return (status, body bytes) for any HTTP answer."""
+    """Send one request with ansible.module_utils.urls; return (status, body bytes) for any HTTP answer."""
     try:
-        resp = open_url(url, data=data, headers=headers, method=method, timeout=timeout,
-                        validate_certs=validate_certs, ca_path=ca_path, http_agent=USER_AGENT,
-                        follow_redirects='safe', use_proxy=True, use_netrc=False)
+        context = _tls_context(validate_certs, ca_path)
+        resp = Request().open(method, url, data=data, headers=headers, timeout=timeout,
+                              validate_certs=validate_certs, ca_path=ca_path, http_agent=USER_AGENT,
+                              follow_redirects='safe', use_proxy=True, use_netrc=False, context=context)
         return resp.getcode(), resp.read()
     except HTTPError as exc:
         try:

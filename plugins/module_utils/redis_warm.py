@@ -56,12 +56,12 @@ def check_settings(ttl, batch_size, fresh_ttl):
     return fresh_ttl
 
 
-def describe_error(exc, url, redis_module):
+def describe_error(exc, url, redis_module, password_given=True):
     """A clear, password-free sentence for a Redis client exception."""
     where = redact_url(url)
     if isinstance(exc, redis_module.AuthenticationError):
         text = str(exc)
-        if 'NOAUTH' in text.upper() or 'authentication required' in text.lower():
+        if not password_given or 'authentication required' in text.lower():
             return 'Redis at %s requires a password (NOAUTH): set redis_password' % where
         return 'Redis at %s refused the credentials (authentication failed: %s); check redis_password' % (where, text)
     if isinstance(exc, (redis_module.ConnectionError, redis_module.TimeoutError, OSError)):
@@ -81,7 +81,7 @@ def connect(redis_module, url, password=None, timeout=10.0):
     except ValueError as exc:  # a malformed URL
         raise WarmError('invalid redis_url %s: %s' % (redact_url(url), exc))
     except (redis_module.RedisError, OSError) as exc:
-        raise WarmError(describe_error(exc, url, redis_module))
+        raise WarmError(describe_error(exc, url, redis_module, bool(password) or '@' in url))
     return client
 
 
@@ -233,17 +233,25 @@ class Warmer(object):
                     self._drain(conn, in_flight)
                     raise
                 payload = b''.join([pack(_as_bytes(key), value) for key, value in batch])
+                sizes = [len(value) for _key, value in batch]
                 try:
                     conn.send(payload)
-                    self._collect(conn, in_flight)
+                    refused = self._collect(conn, in_flight)
+                    if refused is not None:
+                        # Count the batch just sent too, so that the counts match what Redis holds.
+                        self._collect(conn, sizes)
+                        conn.clean = True
+                        raise refused
                 except (self.redis.RedisError, OSError) as exc:
                     raise self._fail('writing keys', exc)
-                in_flight = [len(value) for _key, value in batch]
+                in_flight = sizes
             try:
-                self._collect(conn, in_flight)
+                refused = self._collect(conn, in_flight)
+                conn.clean = True
+                if refused is not None:
+                    raise refused
             except (self.redis.RedisError, OSError) as exc:
                 raise self._fail('writing keys', exc)
-            conn.clean = True
         finally:
             conn.close()
         return self.stats()
@@ -256,10 +264,21 @@ class Warmer(object):
             pass
 
     def _collect(self, conn, sizes):
-        """Read the replies of one batch, counting each acknowledged SET as written."""
+        """Read every reply of one batch, counting each acknowledged SET; return the first refusal or None.
+
+        All replies are read even after a refusal (out of memory, read-only replica ...): Redis goes on
+        with the rest of the batch, and the counts must say what it holds.
+        """
+        refused = None
         for size in sizes:
-            reply = conn.read()
+            try:
+                reply = conn.read()
+            except self.redis.ResponseError as exc:
+                refused = refused or exc
+                continue
             if reply not in (b'OK', 'OK', True):
-                raise self.redis.ResponseError('unexpected reply to SET: %r' % (reply,))
+                refused = refused or self.redis.ResponseError('unexpected reply to SET: %r' % (reply,))
+                continue
             self.keys_written += 1
             self.bytes += size
+        return refused

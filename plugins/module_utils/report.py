@@ -1,5 +1,5 @@
 # -*- coding: utf-8 -*-
-# Copyright: cohort.rollout maintainers
+# Copyright: cohort.rollout contributors
 # Apache License 2.0 (see galaxy.yml)
 """The one writer of the rollout report (JSON, one key per phase).
 

@@ -24,10 +24,10 @@ description:
     included, compared through a salted hash so the secrets are never stored), O(chdir), O(logfile) or O(umask)
     changed, in which case it is restarted.
   - Meant for hosts without systemd (containers, CI, the local sandbox). Where systemd runs, use a unit instead.
-  - Linux only, it reads C(/proc). The program must stay in the foreground (no self-daemonising fork): the pid
+  - Linux only, it reads C(/proc). The program must stay in the foreground (no self-daemonising fork), because the pid
     started is the pid managed.
 author:
-  - cohort.rollout contributors
+  - cohort.rollout contributors (!UNKNOWN)
 options:
   name:
     description:
@@ -186,7 +186,7 @@ command:
   type: list
   elements: str
   sample: [/srv/analyzer/venv/bin/cohort-analyzer, serve, --port, "18082"]
-action:
+operation:
   description: What was done (or would be done in check mode).
   returned: success
   type: str
@@ -409,26 +409,26 @@ class Daemon(object):
         r = self.result
         if st.running:
             self.do_stop(st)
-            r.update(changed=True, action='stopped', pid=st.pid, running=False,
+            r.update(changed=True, operation='stopped', pid=st.pid, running=False,
                      reason='stopped pid %d' % st.pid)
         elif st.stale or st.meta is not None:
             self.drop_stale(st)
-            r.update(changed=True, action='removed_stale_pidfile', running=False,
+            r.update(changed=True, operation='removed_stale_pidfile', running=False,
                      reason=st.stale_reason or 'stale pidfile')
         else:
-            r.update(action='none', running=False, reason='not running')
+            r.update(operation='none', running=False, reason='not running')
         return dict(running=False, pid=None)
 
     def started(self, st, state, reload_sig):
         r = self.result
         diffs = proc.config_differences(st.meta, self.wanted) if st.running else []
         if st.running and not diffs and state == 'started':
-            r.update(action='none', pid=st.pid, running=True, reason='running with the same configuration')
+            r.update(operation='none', pid=st.pid, running=True, reason='running with the same configuration')
             return describe(st.meta, st.pid, True)
         if st.running and not diffs and state == 'reloaded':
             if not self.check:
                 self.reload(st, reload_sig)
-            r.update(changed=True, action='reloaded', pid=st.pid, running=True,
+            r.update(changed=True, operation='reloaded', pid=st.pid, running=True,
                      reason='sent %s' % self.signal_name(reload_sig))
             after = describe(st.meta, st.pid, True)
             after['reload_signal'] = self.signal_name(reload_sig)
@@ -439,14 +439,14 @@ class Daemon(object):
         if st.running:
             reason = '%s changed' % ', '.join(diffs) if diffs else 'restart requested'
             self.do_stop(st)
-            action = 'restarted'
+            operation = 'restarted'
         else:
             if st.stale:
                 self.drop_stale(st)
             reason = ('pidfile was stale: %s' % st.stale_reason) if st.stale else 'not running'
-            action = 'started'
+            operation = 'started'
         pid = self.do_start()
-        r.update(changed=True, action=action, pid=pid, running=True, reason=reason)
+        r.update(changed=True, operation=operation, pid=pid, running=True, reason=reason)
         return wanted_view(self.wanted, pid)
 
     def reload(self, st, sig):

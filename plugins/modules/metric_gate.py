@@ -1,6 +1,6 @@
 #!/usr/bin/python
 # -*- coding: utf-8 -*-
-# Copyright: cohort.rollout maintainers
+# Copyright: cohort.rollout contributors
 # Apache License 2.0 (see galaxy.yml)
 """Documentation of the cohort.rollout.metric_gate action plugin (plugins/action/metric_gate.py)."""
 
@@ -32,7 +32,7 @@ description:
     had no data. Nothing is written and the task does not fail on a would-be failure.
 version_added: 0.1.0
 author:
-  - cohort.rollout maintainers
+  - cohort.rollout contributors (@cohort)
 options:
   prometheus_url:
     description:
@@ -170,8 +170,11 @@ attributes:
     description: Rehearsal over past data with range queries; nothing is written.
   diff_mode:
     support: none
+    description: Nothing to diff; the report is a record, not managed state.
   platform:
+    support: full
     platforms: all
+    description: Runs on the controller whatever the target platform.
 notes:
   - >-
     Each sample prints a line such as

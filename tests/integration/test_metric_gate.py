@@ -39,23 +39,23 @@ def stack():
 
 
 def write_playbook(tmp_path, gate_args, check_mode=False):
+    """A playbook running one gate task per item of gate_args (a dict or a list) and saving the results."""
     out = tmp_path / 'result.json'
-    play = [{
-        'name': 'Metric gate under test', 'hosts': 'localhost', 'gather_facts': False,
-        'tasks': [
-            {'name': 'Bake under gates', 'cohort.rollout.metric_gate': gate_args, 'register': 'gate',
-             'ignore_errors': True, 'check_mode': check_mode},
-            {'name': 'Save the result', 'ansible.builtin.copy': {
-                'content': '{{ gate | to_json }}', 'dest': str(out), 'mode': '0600'}, 'check_mode': False},
-        ],
-    }]
+    tasks = []
+    for index, args in enumerate(gate_args if isinstance(gate_args, list) else [gate_args]):
+        tasks.append({'name': 'Bake under gates %d' % index, 'cohort.rollout.metric_gate': args,
+                      'register': 'gate%d' % index, 'ignore_errors': True, 'check_mode': check_mode})
+    names = ', '.join('gate%d' % i for i in range(len(tasks)))
+    tasks.append({'name': 'Save the results', 'ansible.builtin.copy': {
+        'content': '{{ [%s] | to_json }}' % names, 'dest': str(out), 'mode': '0600'}, 'check_mode': False})
+    play = [{'name': 'Metric gate under test', 'hosts': 'localhost', 'gather_facts': False, 'tasks': tasks}]
     path = tmp_path / 'play.yml'
     path.write_text(json.dumps(play))  # JSON is YAML
     return str(path), out
 
 
 def run_playbook(tmp_path, gate_args, check_mode=False, on_line=None):
-    """Run ansible-playbook, reading its stdout line by line as it comes; return (result, lines, rc)."""
+    """Run ansible-playbook, reading its stdout line by line as it comes; return (result(s), lines, rc)."""
     playbook, out = write_playbook(tmp_path, gate_args, check_mode)
     proc = subprocess.Popen([os.path.join(BIN, 'ansible-playbook'), playbook], cwd=ROOT, env=ENV,
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, bufsize=1)
@@ -65,9 +65,10 @@ def run_playbook(tmp_path, gate_args, check_mode=False, on_line=None):
         if on_line:
             on_line(line)
     rc = proc.wait(120)
-    text = '\n'.join(ln for ln, _, _ in lines)
+    text = '\n'.join(ln for ln, unused_alive, unused_at in lines)
     assert out.exists(), text
-    return json.loads(out.read_text()), lines, rc
+    results = json.loads(out.read_text())
+    return (results if isinstance(gate_args, list) else results[0]), lines, rc
 
 
 def gate(prom_url, checks, **over):
@@ -77,7 +78,7 @@ def gate(prom_url, checks, **over):
 
 
 def test_pass_prints_each_sample_live_and_records_the_report(stack, tmp_path):
-    _, prom = stack
+    unused_exporter, prom = stack
     report = tmp_path / 'report.json'
     report.write_text(json.dumps({'preflight': {'status': 'ok'}, 'itest': {'weights': {'ultra_fast': 0.01}}}))
     checks = [dict(name='error_rate', query=ERR, op='lt', threshold=0.01),
@@ -87,7 +88,7 @@ def test_pass_prints_each_sample_live_and_records_the_report(stack, tmp_path):
                                                     min_requests=dict(query='vector(50)', threshold=10)))
     assert result['verdict'] == 'passed', result
     assert not result.get('failed')
-    sample_lines = [(ln, alive) for ln, alive, _ in lines if ln.startswith('[itest ') and '/5]' in ln]
+    sample_lines = [(ln, alive) for ln, alive, unused_at in lines if ln.startswith('[itest ') and '/5]' in ln]
     assert len(sample_lines) == 5, lines
     assert 'error_rate=0.001 <0.01 ok | p99=120 <200 ok | cache_hit=0.9 >0.7 ok' in sample_lines[0][0]
     # live: the first sample line was read while ansible-playbook was still running
@@ -116,38 +117,34 @@ def test_trip_returns_well_before_duration(stack, tmp_path):
     assert 'gate error_rate tripped' in result['msg'] and '0.05' in result['msg'] and '< 0.01' in result['msg']
     assert len(result['samples']) == 1
     assert elapsed < 30, 'a 60 s bake must trip at its first sample, took %.1fs' % elapsed
-    assert any('error_rate=0.05 >=0.01 FAIL' in ln for ln, _, _ in lines)
+    assert any('error_rate=0.05 >=0.01 FAIL' in ln for ln, unused_alive, unused_at in lines)
 
 
-def test_no_data_query_fails_the_phase(stack, tmp_path):
-    _, prom = stack
-    result, lines, _ = run_playbook(tmp_path, gate(prom.url, [
-        dict(name='error_rate', query=ERR, op='lt', threshold=0.01),
-        dict(name='missing', query='gate_itest_does_not_exist', op='lt', threshold=1)], duration='3s'))
-    assert result['verdict'] == 'inconclusive' and result['failed']
-    assert 'missing' in result['msg'] and 'no data' in result['msg']
-    assert any('missing=none <1 no data' in ln for ln, _, _ in lines)
-
-
-def test_ambiguous_series_is_inconclusive(stack, tmp_path):
-    _, prom = stack
-    result, _, _ = run_playbook(tmp_path, gate(prom.url, [dict(name='multi', query='gate_itest_multi', op='lt',
-                                                               threshold=10)], duration='2s'))
-    assert result['verdict'] == 'inconclusive' and 'ambiguous: 2 series' in result['msg']
+def test_no_data_and_ambiguous_queries_fail_the_phase(stack, tmp_path):
+    unused_exporter, prom = stack
+    (nodata, ambiguous), lines, unused_rc = run_playbook(tmp_path, [
+        gate(prom.url, [dict(name='error_rate', query=ERR, op='lt', threshold=0.01),
+                        dict(name='missing', query='gate_itest_does_not_exist', op='lt', threshold=1)], duration='3s'),
+        gate(prom.url, [dict(name='multi', query='gate_itest_multi', op='lt', threshold=10)], duration='2s')])
+    assert nodata['verdict'] == 'inconclusive' and nodata['failed']
+    assert 'missing' in nodata['msg'] and 'no data' in nodata['msg']
+    assert any('missing=none <1 no data' in ln for ln, unused_alive, unused_at in lines)
+    assert ambiguous['verdict'] == 'inconclusive' and ambiguous['failed']
+    assert 'ambiguous: 2 series' in ambiguous['msg']
 
 
 def test_bad_promql_fails_with_prometheus_text_before_the_bake(stack, tmp_path):
-    _, prom = stack
+    unused_exporter, prom = stack
     report = tmp_path / 'report.json'
     started = time.time()
-    result, lines, _ = run_playbook(tmp_path, gate(prom.url, [dict(name='broken', query='rate(%s[1m]))' % ERR,
-                                                                   op='lt', threshold=1)],
-                                                   initial_delay='30s', duration='30s', report_path=str(report)))
+    broken = [dict(name='broken', query='rate(%s[1m]))' % ERR, op='lt', threshold=1)]
+    result, lines, unused_rc = run_playbook(tmp_path, gate(prom.url, broken, initial_delay='30s', duration='30s',
+                                                           report_path=str(report)))
     assert result['failed'] and result['verdict'] == 'failed'
     assert 'Prometheus says' in result['msg'] and 'parse error' in result['msg'], result['msg']
     assert time.time() - started < 25  # the 30 s initial delay never started
     assert not report.exists()
-    assert not any(ln.startswith('[itest ') for ln, _, _ in lines)
+    assert not any(ln.startswith('[itest ') for ln, unused_alive, unused_at in lines)
 
 
 def test_prometheus_killed_mid_bake_is_inconclusive_then_failed(tmp_path):
@@ -163,10 +160,9 @@ def test_prometheus_killed_mid_bake_is_inconclusive_then_failed(tmp_path):
                 if len(seen) == 2 and prom.proc.poll() is None:
                     prom.proc.kill()  # by its Popen handle
                     prom.proc.wait(10)
-        result, lines, _ = run_playbook(tmp_path, gate(prom.url, [dict(name='error_rate', query=ERR, op='lt',
-                                                                       threshold=0.01)],
-                                                       duration='20s', inconclusive_limit=1, timeout=2),
-                                        on_line=on_line)
+        args = gate(prom.url, [dict(name='error_rate', query=ERR, op='lt', threshold=0.01)],
+                    duration='20s', inconclusive_limit=1, timeout=2)
+        result, lines, unused_rc = run_playbook(tmp_path, args, on_line=on_line)
     finally:
         prom.stop()
         exporter.stop()
@@ -181,31 +177,33 @@ def test_check_mode_rehearsal_over_recorded_history(stack, tmp_path):
     exporter, prom = stack
     report = tmp_path / 'report.json'
     exporter.error_rate.set(0.05)
+    prom.wait_value(ERR, lambda v: v == 0.05)
     time.sleep(3)
     exporter.error_rate.set(0.001)
     prom.wait_value(ERR, lambda v: v == 0.001)
-    time.sleep(2)
-    result, lines, _ = run_playbook(tmp_path, gate(prom.url, [
+    time.sleep(3)
+    # a 45 s window: wide enough to hold the failing stretch even if ansible-playbook starts slowly
+    result, lines, unused_rc = run_playbook(tmp_path, gate(prom.url, [
         dict(name='error_rate', query=ERR, op='lt', threshold=0.01),
         dict(name='missing', query='gate_itest_does_not_exist', op='lt', threshold=1)],
-        duration='10s', interval='1s', report_path=str(report)), check_mode=True)
+        duration='45s', interval='1s', report_path=str(report)), check_mode=True)
     assert not result.get('failed') and not result.get('changed')
     reh = result['rehearsal']
-    assert reh['window']['samples'] == 11
+    assert reh['window']['samples'] == 46
     err = reh['gates']['error_rate']
     assert err['failed'] >= 2 and err['passed'] >= 2 and err['would'] == 'failed', err
     assert err['worst'] == 0.05
-    assert reh['gates']['missing']['no_data'] == 11 and reh['gates_with_no_data'] == ['missing']
+    assert reh['gates']['missing']['no_data'] == 46 and reh['gates_with_no_data'] == ['missing']
     assert reh['would'] == 'failed'
     assert not report.exists()  # touches nothing
-    assert any('[itest rehearsal] error_rate' in ln for ln, _, _ in lines)
+    assert any('[itest rehearsal] error_rate' in ln for ln, unused_alive, unused_at in lines)
 
 
 def test_sample_lines_reach_ansible_runner_events_live(stack, tmp_path):
     import ansible_runner
-    _, prom = stack
-    playbook, _ = write_playbook(tmp_path, gate(prom.url, [dict(name='error_rate', query=ERR, op='lt',
-                                                                threshold=0.01)], duration='3s'))
+    unused_exporter, prom = stack
+    args = gate(prom.url, [dict(name='error_rate', query=ERR, op='lt', threshold=0.01)], duration='3s')
+    playbook, unused_out = write_playbook(tmp_path, args)
     private = tmp_path / 'runner'
     private.mkdir()
     envvars = dict((k, ENV[k]) for k in ('ANSIBLE_CONFIG', 'ANSIBLE_COLLECTIONS_PATH', 'PATH'))
@@ -219,7 +217,7 @@ def test_sample_lines_reach_ansible_runner_events_live(stack, tmp_path):
     created = [e['created'] for e in events]
     assert created == sorted(created) and created[0] < created[-1]
     task_end = [e for e in runner.events if e['event'] in ('runner_on_ok', 'runner_on_failed')
-                and e['event_data'].get('task') == 'Bake under gates']
+                and e['event_data'].get('task') == 'Bake under gates 0']
     assert task_end and created[0] < task_end[0]['created']
     stdout = runner.stdout.read()
     assert stdout.count('[itest ') >= 4

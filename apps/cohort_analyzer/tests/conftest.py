@@ -3,10 +3,12 @@ from __future__ import annotations
 
 import contextlib
 import os
+import pathlib
 import shutil
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 import urllib.request
 
@@ -132,3 +134,54 @@ def servers(start_server, small_db, redis_url):
     """Both variants on the small data set, sharing the real Redis (TTL 600 s)."""
     return {variant: start_server(variant, small_db, ["--redis-url", redis_url, "--cache-ttl", "600"])
             for variant in ("original", "ultra_fast")}
+
+
+@pytest.fixture(scope="session")
+def pg_dsn(tmp_path_factory):
+    """A throwaway PostgreSQL server on 127.0.0.1:28102 (Debian binaries), with the small data set loaded."""
+    binaries = [shutil.which(b) or f"/usr/local/bin/{b}" for b in ("initdb", "postgres")]
+    if not all(os.access(b, os.X_OK) for b in binaries):
+        pytest.skip("PostgreSQL server binaries (initdb, postgres) not installed")
+    pytest.importorskip("psycopg", reason="psycopg not installed (pip install 'cohort-analyzer[postgres]')")
+    initdb, postgres = binaries
+    # Not under pytest's tmp dir: that is root-only (0700), and the server runs as nobody when we are root.
+    workdir = pathlib.Path(tempfile.mkdtemp(prefix="cohort-analyzer-pg-"))
+    # PostgreSQL refuses to run as root: drop to nobody for the server (setpriv execs, so Popen is postgres).
+    prefix: list[str] = []
+    if os.geteuid() == 0:
+        os.chown(workdir, 65534, 65534)
+        prefix = ["setpriv", "--reuid", "65534", "--regid", "65534", "--clear-groups"]
+    data = str(workdir / "data")
+    init = subprocess.run([*prefix, initdb, "-D", data, "-A", "trust", "-U", "postgres", "--no-sync", "-E", "UTF8"],
+                          capture_output=True, text=True, cwd=str(workdir), check=False)
+    if init.returncode:
+        shutil.rmtree(workdir, ignore_errors=True)
+        pytest.fail(f"initdb failed: {init.stderr}")
+    port = 28102
+    with socket.socket() as sock:
+        try:
+            sock.bind(("127.0.0.1", port))
+        except OSError:
+            pytest.fail(f"port {port} is taken: cannot start the test postgres")
+    proc = subprocess.Popen([*prefix, postgres, "-D", data, "-p", str(port), "-k", str(workdir),
+                             "-c", "listen_addresses=127.0.0.1", "-c", "fsync=off"],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, cwd=str(workdir))
+    import psycopg
+
+    dsn = f"postgresql://postgres@127.0.0.1:{port}/postgres"
+    deadline = time.monotonic() + 20
+    while True:
+        try:
+            psycopg.connect(dsn, connect_timeout=1).close()
+            if proc.poll() is not None:  # someone else's server answered
+                pytest.fail(f"our postgres exited ({proc.returncode}) but {dsn} answers")
+            break
+        except psycopg.OperationalError:
+            if time.monotonic() > deadline or proc.poll() is not None:
+                stop(proc)
+                pytest.fail("postgres did not start on 28102")
+            time.sleep(0.2)
+    ensure_database(dsn, SMALL_LEARNERS, SMALL_SEED)
+    yield dsn
+    stop(proc)
+    shutil.rmtree(workdir, ignore_errors=True)

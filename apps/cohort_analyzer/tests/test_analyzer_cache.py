@@ -53,7 +53,7 @@ def test_result_cache_keeps_answering_when_redis_is_down():
     events = []
     rc = cache.ResultCache("redis://127.0.0.1:28109/0", ttl=60, on_event=events.append, backoff=5)
     start = time.monotonic()
-    for _ in range(20):
+    for dummy in range(20):
         assert rc.get("k") is None
         rc.set("k", [])
     assert time.monotonic() - start < 2  # one failed connect, then skipped during the backoff
@@ -80,7 +80,7 @@ def test_warm_entries_match_the_service_definition(small_db):
     entries = list(warm.iter_entries(sets, small_db, batch_size=50))
     repo = Repository(small_db)
     try:
-        assert [k for k, _ in entries] == [cache.cache_key(ids) for ids in sets]
+        assert [k for k, dummy in entries] == [cache.cache_key(ids) for ids in sets]
         for (key, value), ids in zip(entries, sets):
             assert cache.decode_result(value) == engine.discover_original(repo, ids)
     finally:
@@ -92,7 +92,7 @@ def test_warm_streams_and_rejects_bad_input(small_db):
         while True:
             yield [1, 2, 3]
     stream = warm.iter_entries(endless(), small_db)
-    assert len([next(stream) for _ in range(3)]) == 3  # lazy: an endless input still yields
+    assert len([next(stream) for dummy in range(3)]) == 3  # lazy: an endless input still yields
     stream.close()
     with pytest.raises(ValueError, match="empty"):
         list(warm.iter_entries([[1], []], small_db))

@@ -21,16 +21,16 @@ CLI = [sys.executable, "-m", "cohort_analyzer"]
 def run(*args, env=None, timeout=60):
     environ = {k: v for k, v in os.environ.items() if not k.startswith("COHORT_")}
     environ.update(env or {})
-    return subprocess.run([*CLI, *args], capture_output=True, text=True, env=environ, timeout=timeout)
+    return subprocess.run([*CLI, *args], capture_output=True, text=True, env=environ, timeout=timeout, check=False)
 
 
 def test_init_db_concurrent_starts_do_not_corrupt(tmp_path):
     path = str(tmp_path / "sub" / "learners.db")
     procs = [subprocess.Popen([*CLI, "init-db", "--db", path, "--learners", "20000", "--seed", "3"],
-                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for _ in range(3)]
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for dummy in range(3)]
     outs = [p.communicate(timeout=60) for p in procs]
     assert [p.returncode for p in procs] == [0, 0, 0], outs
-    assert all(json.loads(out)["learners"] == 20000 for out, _ in outs)
+    assert all(json.loads(out)["learners"] == 20000 for out, dummy in outs)
     assert os.listdir(tmp_path / "sub") == ["learners.db"]  # no temp files left behind
     repo = Repository(path)
     try:
@@ -64,7 +64,7 @@ def test_bad_options_fail_clearly(tmp_path):
 
 def test_latency_histogram_percentiles_within_one_percent():
     rng = random.Random(5)
-    values = [rng.lognormvariate(3, 1) for _ in range(20000)]
+    values = [rng.lognormvariate(3, 1) for dummy in range(20000)]
     hist = LatencyHistogram()
     for v in values:
         hist.add(v)

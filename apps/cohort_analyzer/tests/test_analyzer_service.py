@@ -54,7 +54,7 @@ def value(url: str, name: str, variant: str, **labels) -> float:
     """The value of the series `name` with exactly these labels (any label order)."""
     wanted = {"variant": variant, **labels}
     for key, number in metrics(url).items():
-        series, _, rest = key.partition("{")
+        series, dummy, rest = key.partition("{")
         if series == name and dict(re.findall(r'(\w+)="([^"]*)"', rest)) == wanted:
             return number
     raise AssertionError(f"no series {name}{wanted}")
@@ -141,7 +141,7 @@ def test_health_and_readiness(servers):
 
 def test_keeps_answering_with_redis_down(start_server, small_db):
     server = start_server("original", small_db, ["--redis-url", "redis://127.0.0.1:28108/0"])
-    for _ in range(3):
+    for dummy in range(3):
         code, answer = post(server.url, '{"learner_ids": [1, 2, 3]}')
         assert code == 200 and answer["cache"] == "miss" and answer["cohorts"]
     assert value(server.url, "cache_misses_total", "original") == 3
@@ -153,7 +153,7 @@ def test_injected_faults_from_environment(start_server, small_db):
     server = start_server("ultra_fast", small_db, env={"COHORT_ANALYZER_FAULT_ERROR_RATE": "1",
                                                        "COHORT_ANALYZER_FAULT_LATENCY_MS": "30",
                                                        "COHORT_ANALYZER_FAULT_MEMORY_MB": "64"})
-    for _ in range(4):
+    for dummy in range(4):
         code, answer = post(server.url, '{"learner_ids": [1]}')
         assert code == 500 and answer["reason"] == "injected_fault"
     assert value(server.url, "cohort_discovery_errors_total", "ultra_fast") == 4

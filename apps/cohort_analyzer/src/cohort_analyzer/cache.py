@@ -28,7 +28,7 @@ def cache_key(learner_ids: Iterable[int]) -> str:
 
 
 def encode_result(cohorts: list[dict]) -> bytes:
-    return json.dumps(cohorts, separators=(",", ":"), sort_keys=True).encode("utf-8")
+    return json.dumps(cohorts, separators=(",", ":")).encode("utf-8")
 
 
 def decode_result(raw: bytes) -> list[dict]:
@@ -74,8 +74,8 @@ class ResultCache:
         if first:
             LOG.warning("redis %s failed (%s); answering without the cache for %.1fs", action, exc, self._backoff)
 
-    def get(self, key: str) -> list[dict] | None:
-        """Cached cohorts, or None (a miss: absent, undecodable, or Redis unavailable)."""
+    def get_raw(self, key: str) -> bytes | None:
+        """The cached encoded cohorts (a JSON list, served as is), or None for a miss."""
         if not self._available():
             self.on_event("miss")
             return None
@@ -88,24 +88,36 @@ class ResultCache:
         if raw is None:
             self.on_event("miss")
             return None
-        try:
-            value = decode_result(raw)
-        except ValueError:
+        if not (raw.startswith(b"[") and raw.endswith(b"]")):  # cheap shape check; not our value
             self.on_event("error")
             self.on_event("miss")
             return None
         self.on_event("hit")
-        return value
+        return raw
 
-    def set(self, key: str, cohorts: list[dict]) -> bool:
+    def get(self, key: str) -> list[dict] | None:
+        """Cached cohorts decoded, or None (a miss: absent, undecodable, or Redis unavailable)."""
+        raw = self.get_raw(key)
+        if raw is None:
+            return None
+        try:
+            return decode_result(raw)
+        except ValueError:
+            self.on_event("error")
+            return None
+
+    def set_raw(self, key: str, raw: bytes) -> bool:
         if not self._available():
             return False
         try:
-            self.client.set(key, encode_result(cohorts), ex=self.ttl)
+            self.client.set(key, raw, ex=self.ttl)
         except self._errors as exc:
             self._failed("SET", exc)
             return False
         return True
+
+    def set(self, key: str, cohorts: list[dict]) -> bool:
+        return self.set_raw(key, encode_result(cohorts))
 
     def ping(self) -> bool:
         try:
@@ -118,4 +130,3 @@ class ResultCache:
             self.client.close()
         except Exception:  # pragma: no cover - best effort at shutdown
             pass
-

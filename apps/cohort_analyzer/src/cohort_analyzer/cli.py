@@ -10,6 +10,7 @@ import argparse
 import asyncio
 import json
 import logging
+import math
 import os
 import sys
 import time
@@ -49,7 +50,7 @@ def _positive_int(text: str) -> int:
 
 def _non_negative_float(text: str) -> float:
     value = float(text)
-    if not value >= 0:
+    if math.isnan(value) or value < 0:
         raise argparse.ArgumentTypeError(f"must be >= 0, got {text}")
     return value
 

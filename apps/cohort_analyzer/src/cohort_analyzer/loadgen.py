@@ -97,6 +97,10 @@ def format_summary(s: dict) -> str:
             + (" (interrupted)" if s["interrupted"] else ""))
 
 
+class StaleConnection(ConnectionError):
+    """The server closed the connection before sending any response byte."""
+
+
 class Connection:
     def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter):
         self.reader, self.writer = reader, writer
@@ -132,9 +136,21 @@ class Client:
 
     async def post(self, body: bytes) -> int:
         async with self.slots:
-            conn = self.idle.pop() if self.idle else await self._connect()
+            return await asyncio.wait_for(self._post(body), self.timeout)
+
+    async def _post(self, body: bytes) -> int:
+        while True:
+            reused = bool(self.idle)
+            conn = self.idle.pop() if reused else await self._connect()
             try:
-                status, keep = await asyncio.wait_for(self._exchange(conn, body), self.timeout)
+                status, keep = await self._exchange(conn, body)
+            except StaleConnection:
+                conn.close()
+                if reused:
+                    # An idle kept-alive connection the server closed (its keep-alive timeout) before we
+                    # sent: not a server error, so try again on another connection.
+                    continue
+                raise
             except BaseException:
                 conn.close()
                 raise
@@ -147,18 +163,21 @@ class Client:
     async def _exchange(self, conn: Connection, body: bytes) -> tuple[int, bool]:
         head = (f"POST {self.path} HTTP/1.1\r\nHost: {self.host_header}\r\nContent-Type: application/json\r\n"
                 f"Content-Length: {len(body)}\r\nUser-Agent: cohort-analyzer-loadgen\r\n\r\n").encode("ascii")
-        conn.writer.write(head + body)
-        await conn.writer.drain()
-        status_line = await conn.reader.readline()
+        try:
+            conn.writer.write(head + body)
+            await conn.writer.drain()
+            status_line = await conn.reader.readline()
+        except (ConnectionError, OSError) as exc:
+            raise StaleConnection(str(exc)) from exc
         if not status_line:
-            raise ConnectionError("connection closed by server")
+            raise StaleConnection("connection closed by server before answering")
         status = int(status_line.split()[1])
         headers = {}
         while True:
             line = await conn.reader.readline()
             if line in (b"\r\n", b"\n", b""):
                 break
-            name, _, value = line.decode("latin-1").partition(":")
+            name, dummy, value = line.decode("latin-1").partition(":")
             headers[name.strip().lower()] = value.strip()
         if headers.get("transfer-encoding", "").lower() == "chunked":
             while True:
@@ -190,8 +209,13 @@ async def run(url: str, rate: float, duration: float, pool_size: int = loadpatte
         raise ValueError("concurrency must be >= 1")
     sets = loadpattern.learner_sets(pool_size, seed, n_learners, *set_size)
     bodies = [json.dumps({"learner_ids": ids}, separators=(",", ":")).encode() for ids in sets]
-    choices = np.random.default_rng(seed + 1).choice(len(bodies), size=max(1, int(rate * duration) + 1),
-                                                    p=loadpattern.zipf_probabilities(len(bodies), zipf_s))
+    # Zipf draws one at a time from the cumulative distribution: memory does not grow with the duration.
+    cdf = np.cumsum(loadpattern.zipf_probabilities(len(bodies), zipf_s))
+    draw = np.random.default_rng(seed + 1)
+
+    def pick() -> bytes:
+        return bodies[min(int(np.searchsorted(cdf, draw.random(), side="right")), len(bodies) - 1)]
+
     client = Client(url, concurrency, timeout, verify_tls)
     result = Result()
     stop = asyncio.Event()
@@ -231,7 +255,7 @@ async def run(url: str, rate: float, duration: float, pool_size: int = loadpatte
                 break
             except asyncio.TimeoutError:
                 pass
-        task = asyncio.create_task(one(intended, bodies[choices[i % len(choices)]]))
+        task = asyncio.create_task(one(intended, pick()))
         tasks.add(task)
         task.add_done_callback(tasks.discard)
         result.scheduled += 1

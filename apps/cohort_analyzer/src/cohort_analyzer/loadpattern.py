@@ -26,7 +26,7 @@ def learner_sets(pool_size: int = DEFAULT_POOL_SIZE, seed: int = DEFAULT_SEED, n
         raise ValueError(f"need 1 <= min_size <= max_size, got {min_size}..{max_size}")
     rng = np.random.default_rng(seed)
     sets = []
-    for _ in range(pool_size):
+    for dummy in range(pool_size):
         size = min(int(rng.integers(min_size, max_size + 1)), n_learners)
         ids = rng.choice(n_learners, size=size, replace=False) + 1
         sets.append(sorted(ids.tolist()))

@@ -300,6 +300,14 @@ def _ensure_sqlite(path: str, n_learners: int | None, seed: int | None) -> dict[
 
 def _ensure_postgres(dsn: str, n_learners: int | None, seed: int | None) -> dict[str, int]:
     _require_psycopg()
+    try:
+        return _create_postgres(dsn, n_learners, seed)
+    except psycopg.Error as exc:
+        # psycopg messages name host/port/database, never the password
+        raise RepositoryError(f"PostgreSQL: cannot connect or initialise: {exc}".strip()) from exc
+
+
+def _create_postgres(dsn: str, n_learners: int | None, seed: int | None) -> dict[str, int]:
     with psycopg.connect(dsn, connect_timeout=5) as conn:
         with conn.transaction():
             # One creator at a time across processes; the others wait, then see the finished data set.

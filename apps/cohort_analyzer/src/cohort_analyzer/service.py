@@ -18,7 +18,7 @@ from starlette.responses import JSONResponse, PlainTextResponse, Response
 from starlette.routing import Route
 
 from cohort_analyzer import VARIANTS, engine
-from cohort_analyzer.cache import ResultCache, cache_key
+from cohort_analyzer.cache import ResultCache, cache_key, encode_result
 from cohort_analyzer.metrics import Metrics
 from cohort_analyzer.repository import Repository
 
@@ -77,7 +77,7 @@ def parse_learner_ids(body: bytes, n_learners: int) -> list[int]:
         raise Rejected(422, "empty", "learner_ids is empty: nothing to discover")
     if len(ids) > MAX_IDS:
         raise Rejected(413, "too_many_ids", f"learner_ids has {len(ids)} entries; the limit is {MAX_IDS}")
-    bad = [i for i in ids if type(i) is not int][:5]  # bool, float, str, null are all refused
+    bad = [i for i in ids if not isinstance(i, int) or isinstance(i, bool)][:5]  # bool, float, str, null refused
     if bad:
         raise Rejected(422, "invalid_ids", f"learner_ids must be integers; got e.g. {bad!r}")
     unique = engine.unique_ids(ids)
@@ -125,18 +125,21 @@ class Analyzer:
         LOG.info("analyzer %s ready: %d learners from %s, cache %s", self.variant, s.n_learners,
                  self.repo.describe(), "redis" if self.cache else "disabled")
 
-    def compute(self, ids: list[int]) -> tuple[list[dict], str]:
-        """Cohorts of the (validated) ids, from Redis if there, else from the database (then cached)."""
+    def compute(self, ids: list[int]) -> tuple[bytes, str]:
+        """Encoded cohorts of the (validated) ids, from Redis if there, else from the database (then cached).
+
+        Works on the encoded form: a hit is served as stored, a miss is encoded once for Redis and the answer.
+        """
         if self.cache is None:
             self.metrics.cache_misses.inc()
-            return self.discover_fn(self.repo, ids), "miss"
+            return encode_result(self.discover_fn(self.repo, ids)), "miss"
         key = cache_key(ids)
-        cached = self.cache.get(key)
+        cached = self.cache.get_raw(key)
         if cached is not None:
             return cached, "hit"
-        cohorts = self.discover_fn(self.repo, ids)
-        self.cache.set(key, cohorts)
-        return cohorts, "miss"
+        raw = encode_result(self.discover_fn(self.repo, ids))
+        self.cache.set_raw(key, raw)
+        return raw, "miss"
 
     async def discover(self, request: Request) -> Response:
         start = time.perf_counter()
@@ -170,8 +173,9 @@ class Analyzer:
                 return JSONResponse({"error": "internal error", "reason": "internal"}, status_code=500)
             status = 200
             self.metrics.learners.inc(len(ids))
-            return JSONResponse({"variant": self.variant, "learners": len(ids), "cohorts": cohorts,
-                                 "cache": cache_state})
+            body = b'{"variant":"%s","learners":%d,"cache":"%s","cohorts":%s}' % (
+                self.variant.encode(), len(ids), cache_state.encode(), cohorts)
+            return Response(body, media_type="application/json")
         finally:
             self.metrics.requests.inc()
             if status < 400 or status >= 500:

@@ -98,7 +98,7 @@ def base(**over):
 def test_pass_writes_report_and_prints_lines(tmp_path):
     path = str(tmp_path / 'report.json')
     (tmp_path / 'report.json').write_text(json.dumps({'canary': {'weights': {'ultra_fast': 0.01}}, 'preflight': {'ok': 1}}))
-    result, lines, _, _ = run(base(report_path=path, extra_report={'note': 'x'}), {'err': [0.001]})
+    result, lines, unused_2, unused_3 = run(base(report_path=path, extra_report={'note': 'x'}), {'err': [0.001]})
     assert result['verdict'] == 'passed' and not result['failed']
     assert len([ln for ln in lines if 'error_rate=0.001 <0.01 ok' in ln]) == 7
     doc = json.loads(open(path).read())
@@ -121,7 +121,7 @@ def test_bad_promql_fails_before_the_bake_with_prometheus_text(tmp_path):
 
 
 def test_prometheus_unreachable_before_bake_is_a_clear_failure():
-    result, _, _, clock = run(base(), {'err': [TransportError('connection', '[Errno 111] Connection refused')]})
+    result, unused_1, unused_2, clock = run(base(), {'err': [TransportError('connection', '[Errno 111] Connection refused')]})
     assert result['failed'] and result['verdict'] == 'inconclusive'
     assert 'Prometheus unreachable' in result['msg'] and 'Connection refused' in result['msg']
     assert clock.now == 1800000000.0
@@ -130,7 +130,7 @@ def test_prometheus_unreachable_before_bake_is_a_clear_failure():
 def test_prometheus_dies_mid_bake_is_inconclusive(tmp_path):
     path = str(tmp_path / 'r.json')
     refused = TransportError('connection', 'refused')
-    result, lines, _, _ = run(base(report_path=path, inconclusive_limit=1), {'err': [0.001, 0.001, 0.002, refused]})
+    result, lines, unused_2, unused_3 = run(base(report_path=path, inconclusive_limit=1), {'err': [0.001, 0.001, 0.002, refused]})
     assert result['verdict'] == 'inconclusive' and result['failed']
     assert len(result['samples']) == 4  # validation used the first answer; samples 3 and 4 refused
     assert 'connection' in lines[-2]
@@ -138,20 +138,20 @@ def test_prometheus_dies_mid_bake_is_inconclusive(tmp_path):
 
 
 def test_timeouts_are_inconclusive():
-    result, lines, _, _ = run(base(), {'err': [0.001, TransportError('timeout', 'timed out after 10s')]})
+    result, lines, unused_2, unused_3 = run(base(), {'err': [0.001, TransportError('timeout', 'timed out after 10s')]})
     assert result['verdict'] == 'inconclusive'
     assert 'timeout' in result['msg']
 
 
 def test_ambiguous_series_and_empty_vector():
-    result, _, _, _ = run(base(), {'err': [0.001, [0.001, 0.002]]})
+    result, unused_1, unused_2, unused_3 = run(base(), {'err': [0.001, [0.001, 0.002]]})
     assert result['verdict'] == 'inconclusive' and 'ambiguous: 2 series' in result['msg']
-    result, _, _, _ = run(base(), {'err': [None]})
+    result, unused_1, unused_2, unused_3 = run(base(), {'err': [None]})
     assert result['verdict'] == 'inconclusive' and 'no data' in result['msg']
 
 
 def test_trip_returns_early_and_names_everything(tmp_path):
-    result, lines, _, clock = run(base(duration='2h', interval='5m'), {'err': [0.001, 0.001, 0.001, 0.04]})
+    result, lines, unused_2, clock = run(base(duration='2h', interval='5m'), {'err': [0.001, 0.001, 0.001, 0.04]})
     assert result['verdict'] == 'failed'
     assert clock.now - 1800000000.0 == 2 * 300  # third sample, not two hours
     assert 'gate error_rate tripped' in result['msg'] and '0.04' in result['msg'] and '< 0.01' in result['msg']
@@ -162,18 +162,18 @@ def test_json_source_with_token_not_in_output():
     url = 'http://127.0.0.1:28402/metrics'
     args = base(prometheus_url=None, checks=[dict(name='lb_p99', source='json', url=url, path='latency.p99',
                                                   token='tok-secret', op='lt', threshold=200)])
-    result, lines, fake, _ = run(args, {url: {'latency': {'p99': 150}}})
+    result, lines, fake, unused_3 = run(args, {url: {'latency': {'p99': 150}}})
     assert result['verdict'] == 'passed'
     assert 'tok-secret' not in json.dumps(result) and 'tok-secret' not in ''.join(lines)
-    result, _, _, _ = run(args, {url: {'latency': {}}})
+    result, unused_1, unused_2, unused_3 = run(args, {url: {'latency': {}}})
     assert result['verdict'] == 'inconclusive'
 
 
 def test_min_requests_through_action():
     args = base(min_requests=dict(query='sum(req)', threshold=100))
-    result, _, _, _ = run(args, {'err': [0.001], 'sum(req)': [5]})
+    result, unused_1, unused_2, unused_3 = run(args, {'err': [0.001], 'sum(req)': [5]})
     assert result['verdict'] == 'inconclusive' and 'only 5 requests' in result['msg']
-    result, _, _, _ = run(args, {'err': [0.001], 'sum(req)': [500]})
+    result, unused_1, unused_2, unused_3 = run(args, {'err': [0.001], 'sum(req)': [500]})
     assert result['verdict'] == 'passed' and result['min_requests']['value'] == 500
 
 
@@ -222,7 +222,7 @@ def test_rehearsal_uses_range_queries_and_writes_nothing(tmp_path):
 
 def test_rehearsal_still_rejects_bad_promql():
     err = (400, {'status': 'error', 'errorType': 'bad_data', 'error': BAD_DATA})
-    result, _, _, _ = run(base(), {'err': [err]}, check_mode=True)
+    result, unused_1, unused_2, unused_3 = run(base(), {'err': [err]}, check_mode=True)
     assert result['failed'] and BAD_DATA in result['msg']
 
 

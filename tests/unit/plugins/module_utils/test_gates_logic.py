@@ -52,6 +52,17 @@ def scripted(per_check):
     return sampler
 
 
+def result_of(s, sampler, requests=None):
+    """Only the task result of a bake."""
+    return run(s, sampler, requests=requests)[0]
+
+
+def gate_spec(**check):
+    base = dict(name='error_rate', query='e', op='lt', threshold=0.01)
+    base.update(check)
+    return spec(checks=[base])
+
+
 def run(s, sampler, clock=None, requests=None):
     lines = []
     records = []
@@ -108,6 +119,12 @@ def test_json_only_gate_needs_no_prometheus():
     assert s['checks'][0]['source'] == 'json'
 
 
+@pytest.mark.parametrize('seconds,text', [(7560, '2h6m'), (90, '1m30s'), (2.5, '2.5s'), (0, '0s'), (300, '5m'),
+                                          (172800, '2d')])
+def test_format_duration(seconds, text):
+    assert gates.format_duration(seconds) == text
+
+
 def test_sample_count_and_default_max_runtime():
     s = spec(interval='5m', duration='2h', initial_delay='1m')
     assert s['sample_count'] == 25
@@ -154,7 +171,7 @@ def test_pass_all_samples_prints_a_line_per_sample():
 
 
 def test_no_data_is_never_a_pass():
-    result, lines, _, clock = run(spec(), scripted({'error_rate': [(None, 'no data')]}))
+    result, lines, unused_records, clock = run(spec(), scripted({'error_rate': [(None, 'no data')]}))
     assert result['verdict'] == 'inconclusive' and result['failed'] is True
     assert 'no data' in result['msg']
     assert len(result['samples']) == 1  # stops at once with inconclusive_limit 0
@@ -162,7 +179,7 @@ def test_no_data_is_never_a_pass():
 
 
 def test_no_data_within_limit_still_inconclusive_at_end():
-    result, _, _, _ = run(spec(inconclusive_limit=100), scripted({'error_rate': [(None, 'no data')]}))
+    result = result_of(spec(inconclusive_limit=100), scripted({'error_rate': [(None, 'no data')]}))
     assert result['verdict'] == 'inconclusive'
     assert any('never returned data' in r for r in result['reasons'])
     assert len(result['samples']) == 7
@@ -170,7 +187,7 @@ def test_no_data_within_limit_still_inconclusive_at_end():
 
 @pytest.mark.parametrize('value,note', [(NAN, 'NaN'), (INF, '+Inf'), (-INF, '-Inf')])
 def test_nan_and_inf_are_inconclusive(value, note):
-    result, lines, _, _ = run(spec(), scripted({'error_rate': [value]}))
+    result, lines = run(spec(), scripted({'error_rate': [value]}))[:2]
     assert result['verdict'] == 'inconclusive'
     assert result['samples'][0]['values']['error_rate'] == {'value': None, 'status': 'inconclusive', 'note': note}
     json.dumps(result['samples'], allow_nan=False)  # strict JSON
@@ -178,18 +195,18 @@ def test_nan_and_inf_are_inconclusive(value, note):
 
 def test_errors_and_ambiguity_are_inconclusive_with_their_note():
     for note in ('timeout: timed out after 5s', 'connection: refused', 'HTTP 503', 'ambiguous: 2 series'):
-        result, lines, _, _ = run(spec(), scripted({'error_rate': [(None, note)]}))
+        result, lines = run(spec(), scripted({'error_rate': [(None, note)]}))[:2]
         assert result['verdict'] == 'inconclusive'
         assert note in result['msg'] and note in lines[1]
 
 
 def test_inconclusive_limit_counts_per_check():
     seq = [0.001, (None, 'timeout'), 0.001, (None, 'no data'), 0.001, (None, 'no data'), 0.001]
-    result, _, _, _ = run(spec(inconclusive_limit=2), scripted({'error_rate': seq}))
+    result = result_of(spec(inconclusive_limit=2), scripted({'error_rate': seq}))
     assert result['verdict'] == 'inconclusive'
     assert len(result['samples']) == 6  # the third inconclusive sample ends the bake
     assert '3 inconclusive sample(s) > inconclusive_limit 2' in result['msg']
-    result, _, _, _ = run(spec(inconclusive_limit=3), scripted({'error_rate': seq}))
+    result = result_of(spec(inconclusive_limit=3), scripted({'error_rate': seq}))
     assert result['verdict'] == 'passed'
 
 
@@ -208,20 +225,17 @@ def test_early_trip_returns_at_once_and_names_gate_value_threshold_time():
 
 def test_failure_limit_tolerates_that_many_failures():
     seq = [0.05, 0.001, 0.05, 0.001, 0.001, 0.001, 0.001]
-    result, _, _, _ = run(spec(checks=[dict(name='error_rate', query='e', op='lt', threshold=0.01, failure_limit=2)]),
-                          scripted({'error_rate': seq}))
+    result = result_of(gate_spec(failure_limit=2), scripted({'error_rate': seq}))
     assert result['verdict'] == 'passed'
     assert result['checks']['error_rate']['failures'] == 2
     assert result['checks']['error_rate']['worst'] == 0.05
-    result, _, _, _ = run(spec(checks=[dict(name='error_rate', query='e', op='lt', threshold=0.01, failure_limit=1)]),
-                          scripted({'error_rate': seq}))
+    result = result_of(gate_spec(failure_limit=1), scripted({'error_rate': seq}))
     assert result['verdict'] == 'failed' and len(result['samples']) == 3
 
 
 def test_flapping_values_count_failures_not_consecutive_runs():
     flap = [0.05, 0.001] * 4
-    result, _, _, _ = run(spec(checks=[dict(name='error_rate', query='e', op='lt', threshold=0.01, failure_limit=3)]),
-                          scripted({'error_rate': flap}))
+    result = result_of(gate_spec(failure_limit=3), scripted({'error_rate': flap}))
     assert result['verdict'] == 'failed'
     assert len(result['samples']) == 7  # 4th failure at the 7th sample
     assert result['checks']['error_rate']['failures'] == 4
@@ -253,13 +267,13 @@ def test_schedule_does_not_drift_with_slow_queries():
 
 def test_min_requests_not_met_is_inconclusive():
     s = spec(min_requests=dict(query='sum(req)', threshold=100))
-    result, lines, _, _ = run(s, scripted({'error_rate': [0.001]}), requests=lambda: (12.0, ''))
+    result, lines = run(s, scripted({'error_rate': [0.001]}), requests=lambda: (12.0, ''))[:2]
     assert result['verdict'] == 'inconclusive' and result['failed'] is True
     assert 'only 12 requests, fewer than 100' in result['msg']
     assert result['min_requests'] == {'value': 12.0, 'threshold': 100.0, 'status': 'fail'}
-    result, _, _, _ = run(s, scripted({'error_rate': [0.001]}), requests=lambda: (None, 'no data'))
+    result = result_of(s, scripted({'error_rate': [0.001]}), requests=lambda: (None, 'no data'))
     assert result['verdict'] == 'inconclusive'
-    result, _, _, _ = run(s, scripted({'error_rate': [0.001]}), requests=lambda: (250.0, ''))
+    result = result_of(s, scripted({'error_rate': [0.001]}), requests=lambda: (250.0, ''))
     assert result['verdict'] == 'passed'
 
 
@@ -269,14 +283,16 @@ def test_max_runtime_caps_wall_time():
     def slow(check):
         clock.now += 25  # every query takes 25 s
         return 0.001, ''
-    result, _, _, clock = run(spec(max_runtime=45), slow, clock)
+    outcome = run(spec(max_runtime=45), slow, clock)
+    result, clock = outcome[0], outcome[3]
     assert result['verdict'] == 'inconclusive' and result['failed'] is True
     assert 'max_runtime 45s reached' in result['msg']
     assert clock.now - 1800000000.0 <= 45 + 25
 
 
 def test_max_runtime_shorter_than_schedule():
-    result, _, _, clock = run(spec(max_runtime=25), scripted({'error_rate': [0.001]}))
+    outcome = run(spec(max_runtime=25), scripted({'error_rate': [0.001]}))
+    result, clock = outcome[0], outcome[3]
     assert result['verdict'] == 'inconclusive'
     assert 'after 3 of 7 samples' in result['msg']
     assert clock.now - 1800000000.0 <= 25
@@ -286,8 +302,8 @@ def test_several_checks_one_line_and_worst_value():
     s = spec(checks=[dict(name='error_rate', query='e', op='lt', threshold=0.01),
                      dict(name='cache_hit', query='c', op='gt', threshold=0.7),
                      dict(name='p99', query='p', op='lt', threshold=200)], inconclusive_limit=1)
-    result, lines, _, _ = run(s, scripted({'error_rate': [0.001], 'cache_hit': [0.9, 0.75, 0.8],
-                                           'p99': [150.0, (None, 'no data'), 120.0]}))
+    sampler = scripted({'error_rate': [0.001], 'cache_hit': [0.9, 0.75, 0.8], 'p99': [150.0, (None, 'no data'), 120.0]})
+    result, lines = run(s, sampler)[:2]
     assert result['verdict'] == 'passed'
     assert result['checks']['cache_hit']['worst'] == 0.75
     assert result['checks']['p99']['worst'] == 150.0
@@ -297,7 +313,7 @@ def test_several_checks_one_line_and_worst_value():
 
 def test_trip_wins_over_inconclusive_in_same_sample():
     s = spec(checks=[dict(name='a', query='a', op='lt', threshold=1), dict(name='b', query='b', op='lt', threshold=1)])
-    result, _, _, _ = run(s, scripted({'a': [(None, 'no data')], 'b': [5.0]}))
+    result = result_of(s, scripted({'a': [(None, 'no data')], 'b': [5.0]}))
     assert result['verdict'] == 'failed'
     assert 'gate b tripped' in result['msg']
 

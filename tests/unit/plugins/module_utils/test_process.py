@@ -29,6 +29,10 @@ def spawn(reaper, argv):
     child = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, start_new_session=True)
     stat = process.read_stat(child.pid)
     reaper.append((child.pid, stat[1]))
+    # Popen returns once exec has begun; the kernel fills in the new cmdline a moment later.
+    deadline = time.monotonic() + 5
+    while not process.read_cmdline(child.pid) and child.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.005)
     return child
 
 
@@ -104,7 +108,7 @@ def test_identify_rejects_other_boot_and_missing_metadata(reaper):
 
 def test_identify_treats_zombie_as_gone(reaper):
     argv = ['true']
-    child = spawn(reaper, argv)
+    child = subprocess.Popen(argv)  # not spawn(): its poll() would reap the zombie
     meta = dict(pid=child.pid, argv=argv, start_time=process.read_stat(child.pid)[1])
     deadline = time.monotonic() + 5
     while process.read_stat(child.pid)[0] != 'Z' and time.monotonic() < deadline:
@@ -132,8 +136,8 @@ def test_status_without_pidfile(run_dir):
 
 def test_status_stale_pidfile_of_dead_process(run_dir, reaper):
     pidfile = str(run_dir / 'run' / 't.pid')
-    child = spawn(reaper, ['true'])
-    meta = meta_for(child.pid, ['true'])
+    child = subprocess.Popen(['true'])
+    meta = dict(pid=child.pid, argv=['true'], start_time=process.read_stat(child.pid)[1])  # zombie until waited
     child.wait()
     process.write_state(pidfile, meta)
     st = process.status(pidfile)

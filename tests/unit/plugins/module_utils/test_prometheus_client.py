@@ -78,7 +78,7 @@ def test_bad_url(url):
 
 def test_bad_data_error_text_is_prometheus_own():
     text = '1:6: parse error: unexpected right parenthesis \')\''
-    c, _ = client((400, {'status': 'error', 'errorType': 'bad_data', 'error': text}))
+    c, unused_1 = client((400, {'status': 'error', 'errorType': 'bad_data', 'error': text}))
     with pytest.raises(prom.PrometheusError) as err:
         c.query('rate(x))')
     assert err.value.error_type == 'bad_data' and err.value.is_bad_query
@@ -86,7 +86,7 @@ def test_bad_data_error_text_is_prometheus_own():
 
 
 def test_http_error_without_json():
-    c, _ = client((503, b'<html>Service   Unavailable</html>'))
+    c, unused_1 = client((503, b'<html>Service   Unavailable</html>'))
     with pytest.raises(prom.PrometheusError) as err:
         c.query('up')
     assert err.value.error_type == 'http' and err.value.status == 503
@@ -94,7 +94,7 @@ def test_http_error_without_json():
 
 
 def test_200_but_not_json():
-    c, _ = client((200, b'hello'))
+    c, unused_1 = client((200, b'hello'))
     with pytest.raises(prom.PrometheusError) as err:
         c.query('up')
     assert err.value.error_type == 'invalid_response'
@@ -102,7 +102,7 @@ def test_200_but_not_json():
 
 @pytest.mark.parametrize('kind', ['timeout', 'connection', 'tls'])
 def test_transport_errors_become_prometheus_errors(kind):
-    c, _ = client(prom.TransportError(kind, 'boom'))
+    c, unused_1 = client(prom.TransportError(kind, 'boom'))
     with pytest.raises(prom.PrometheusError) as err:
         c.query('up')
     assert err.value.error_type == kind and err.value.short() == kind
@@ -168,3 +168,52 @@ def test_get_json_and_errors():
         g.get_json('http://user:pw@127.0.0.1:1/metrics?x=1')
     assert 'HTTP 401' in err.value.message and 'bad token' in err.value.message
     assert 'pw' not in err.value.message and 'x=1' not in err.value.message
+
+
+@pytest.fixture
+def https_prometheus(tmp_path):
+    """A loopback HTTPS server with a self-signed certificate for 127.0.0.1 answering like Prometheus."""
+    import http.server
+    import shutil
+    import ssl
+    import subprocess
+    import threading
+    if not shutil.which('openssl'):
+        pytest.fail('openssl is needed to make a test certificate')
+    cert, key = str(tmp_path / 'cert.pem'), str(tmp_path / 'key.pem')
+    subprocess.run(['openssl', 'req', '-x509', '-newkey', 'rsa:2048', '-nodes', '-days', '1', '-subj', '/CN=127.0.0.1',
+                    '-addext', 'subjectAltName=IP:127.0.0.1', '-keyout', key, '-out', cert],
+                   check=True, capture_output=True)
+
+    class Handler(http.server.BaseHTTPRequestHandler):
+        def do_POST(self):  # noqa: N802
+            self.rfile.read(int(self.headers.get('Content-Length', 0)))
+            body = json.dumps(vector('7')).encode()
+            self.send_response(200)
+            self.send_header('Content-Type', 'application/json')
+            self.send_header('Content-Length', str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *args):
+            pass
+    server = http.server.HTTPServer(('127.0.0.1', 0), Handler)
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    ctx.load_cert_chain(cert, key)
+    server.socket = ctx.wrap_socket(server.socket, server_side=True)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield 'https://127.0.0.1:%d' % server.server_address[1], cert
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+def test_tls_verified_by_default(https_prometheus):
+    url, cert = https_prometheus
+    with pytest.raises(prom.PrometheusError) as err:
+        prom.PrometheusClient(url, timeout=5).query('up')
+    assert err.value.error_type == 'tls'
+    assert prom.single_value(prom.PrometheusClient(url, timeout=5, ca_path=cert).query('up')) == (7.0, '')
+    assert prom.single_value(prom.PrometheusClient(url, timeout=5, validate_certs=False).query('up')) == (7.0, '')

@@ -1,0 +1,208 @@
+# -*- coding: utf-8 -*-
+# Copyright: cohort.rollout contributors
+# Apache License 2.0 (see galaxy.yml)
+"""Action plugin cohort.rollout.metric_gate: bake a phase under metric gates, on the controller.
+
+Documentation: plugins/modules/metric_gate.py (``ansible-doc cohort.rollout.metric_gate``).
+The logic lives in module_utils/gates.py (pure), the HTTP client in
+module_utils/prometheus.py and the report writer in module_utils/report.py.
+Nothing runs on the target host.
+"""
+
+from __future__ import annotations
+
+from ansible.errors import AnsibleActionFail
+from ansible.plugins.action import ActionBase
+from ansible.utils.display import Display
+
+from ansible_collections.cohort.rollout.plugins.module_utils import gates
+from ansible_collections.cohort.rollout.plugins.module_utils.prometheus import (
+    HttpGetter, PrometheusClient, PrometheusError, range_values, single_value,
+)
+from ansible_collections.cohort.rollout.plugins.module_utils.report import (
+    ReportError, deep_merge, update_phase, utc_now_iso,
+)
+
+display = Display()
+
+
+class Sampler(object):
+    """Turns a check into (value, note) through the Prometheus client or a JSON URL."""
+
+    def __init__(self, params, transport=None):
+        self.transport = transport
+        self.client = None
+        if params.get('prometheus_url'):
+            self.client = PrometheusClient(
+                params['prometheus_url'], username=params.get('prometheus_username'),
+                password=params.get('prometheus_password'), token=params.get('prometheus_token'),
+                validate_certs=params['validate_certs'], ca_path=params.get('ca_path'),
+                timeout=params['timeout'], transport=transport)
+        self.params = params
+
+    def json_getter(self, check):
+        return HttpGetter(token=check.get('token'), headers=check.get('headers'),
+                          validate_certs=self.params['validate_certs'], ca_path=self.params.get('ca_path'),
+                          timeout=self.params['timeout'], transport=self.transport)
+
+    def instant(self, query):
+        try:
+            return single_value(self.client.query(query))
+        except PrometheusError as exc:
+            return None, exc.short() + ': ' + exc.message[:160]
+
+    def __call__(self, check):
+        if check['source'] == 'json':
+            try:
+                doc = self.json_getter(check).get_json(check['url'])
+            except PrometheusError as exc:
+                return None, exc.short()
+            return gates.json_path_value(doc, check['path'])
+        return self.instant(check['query'])
+
+    def requests(self, query):
+        return self.instant(query)
+
+
+class ActionModule(ActionBase):
+    """Bake a phase under metric gates (see the module documentation)."""
+
+    TRANSFERS_FILES = False
+    _requires_connection = False
+    _VALID_ARGS = frozenset(gates.ARGUMENT_SPEC)
+
+    # Tests substitute these (a fake transport and clock); None = the real ones.
+    transport = None
+    clock = None
+
+    def run(self, tmp=None, task_vars=None):
+        result = super().run(tmp, task_vars)
+        del tmp
+        validation, params = self.validate_argument_spec(
+            argument_spec=gates.ARGUMENT_SPEC,
+            mutually_exclusive=gates.MUTUALLY_EXCLUSIVE,
+            required_together=gates.REQUIRED_TOGETHER,
+        )
+        try:
+            spec = gates.normalize_spec(params)
+        except gates.GateSpecError as exc:
+            raise AnsibleActionFail('metric_gate: invalid arguments: %s' % exc)
+        try:
+            sampler = Sampler(params, transport=self.transport)
+        except ValueError as exc:
+            raise AnsibleActionFail('metric_gate: invalid arguments: %s' % exc)
+
+        # Every PromQL query is checked with one instant query before any waiting.
+        problem = self._validate_queries(spec, sampler)
+        if problem:
+            result.update(failed=True, changed=False, verdict=problem[0], reasons=[problem[1]], msg=problem[1],
+                          samples=[], checks={}, phase=spec['phase'])
+            return result
+
+        if self._task.check_mode:
+            result.update(self._rehearse(spec, sampler))
+            return result
+
+        report_path = params.get('report_path')
+        extra = params.get('extra_report') or {}
+        warnings = []
+
+        def on_update(record):
+            if not report_path:
+                return
+            data = gates.ensure_json_safe(dict(record))
+            if extra:
+                data = deep_merge(data, extra)
+            try:
+                update_phase(report_path, spec['phase'], data)
+            except ReportError as exc:
+                if record.get('status') == 'running' and not record.get('samples'):
+                    raise AnsibleActionFail('metric_gate: cannot write the report before the bake: %s' % exc)
+                if not warnings:
+                    warnings.append('metric_gate: report not updated: %s' % exc)
+                    display.warning(warnings[-1])
+
+        bake = gates.Bake(
+            spec, sampler, emit=display.display, clock=self.clock,
+            requests_sampler=(lambda: sampler.requests(spec['min_requests']['query'])) if spec['min_requests'] else None,
+            on_update=on_update)
+        outcome = bake.run()
+        result.update(outcome)
+        if report_path:
+            result['report_path'] = report_path
+        if warnings:
+            result['warnings'] = warnings
+        return result
+
+    @staticmethod
+    def _validate_queries(spec, sampler):
+        """(verdict, message) when a query is invalid or Prometheus cannot be reached; else None."""
+        queries = [(c['name'], c['query']) for c in spec['checks'] if c['source'] == 'prometheus']
+        if spec['min_requests']:
+            queries.append(('min_requests', spec['min_requests']['query']))
+        for name, query in queries:
+            try:
+                sampler.client.query(query)
+            except PrometheusError as exc:
+                if exc.error_type in ('bad_data',):
+                    return 'failed', 'metric_gate: query of gate %s is invalid, Prometheus says: %s (query: %s)' % (
+                        name, exc.message, query)
+                if exc.error_type in ('timeout', 'connection', 'tls'):
+                    return 'inconclusive', ('metric_gate: Prometheus unreachable before the bake (%s: %s); '
+                                            'no gate can be judged' % (exc.error_type, exc.message))
+                # Other answers (execution errors, HTTP 5xx) are judged per sample.
+        return None
+
+    def _rehearse(self, spec, sampler):
+        """Check mode: evaluate the checks over the past window with range queries; touch nothing."""
+        now = (self.clock or gates.RealClock()).wall()
+        stamps = gates.rehearsal_timestamps(now, spec['duration'], spec['interval'])
+        per_gate = {}
+        for check in spec['checks']:
+            if check['source'] != 'prometheus':
+                per_gate[check['name']] = dict(samples=0, would='not rehearsable',
+                                               note='source json has no history to replay')
+                display.display('[%s rehearsal] %s: source json has no history, not rehearsed'
+                                % (spec['phase'], check['name']))
+                continue
+            try:
+                data = sampler.client.query_range(check['query'], stamps[0], stamps[-1], spec['interval'])
+                mapped = range_values(data, stamps)
+                points = [(ts, mapped[ts][0], mapped[ts][1]) for ts in stamps]
+            except PrometheusError as exc:
+                points = [(ts, None, exc.short()) for ts in stamps]
+            summary = gates.rehearse_check(check, points)
+            summary.update(op=check['op'], threshold=check['threshold'], query=check['query'],
+                           failure_limit=check['failure_limit'], inconclusive_limit=check['inconclusive_limit'])
+            per_gate[check['name']] = summary
+            display.display('[%s rehearsal] %s %s %g: %d samples, %d pass, %d fail, %d no data, worst %s -> %s'
+                            % (spec['phase'], check['name'], gates.OPS[check['op']][0], check['threshold'],
+                               summary['samples'], summary['passed'], summary['failed'], summary['no_data'],
+                               gates.fmt_value(summary['worst']), summary['would']))
+        min_requests = None
+        if spec['min_requests']:
+            value, note = sampler.requests(spec['min_requests']['query'])
+            status, cnote = gates.classify(value, 'ge', spec['min_requests']['threshold'])
+            min_requests = dict(value=value if status != 'inconclusive' else None,
+                                threshold=spec['min_requests']['threshold'], status=status,
+                                note=note or cnote)
+        outcomes = [g['would'] for g in per_gate.values() if g['would'] != 'not rehearsable']
+        if 'failed' in outcomes:
+            would = 'failed'
+        elif 'inconclusive' in outcomes or (min_requests and min_requests['status'] != 'pass'):
+            would = 'inconclusive'
+        elif outcomes:
+            would = 'passed'
+        else:
+            would = 'not rehearsable'
+        no_data_gates = sorted(n for n, g in per_gate.items() if g.get('no_data'))
+        rehearsal = dict(
+            window=dict(start=utc_now_iso(stamps[0]), end=utc_now_iso(stamps[-1]), step=spec['interval'],
+                        samples=len(stamps)),
+            gates=per_gate, min_requests=min_requests, would=would, gates_with_no_data=no_data_gates,
+        )
+        outcome = {'passed': 'passed', 'failed': 'failed'}.get(would, 'been ' + would)
+        display.display('[%s rehearsal] over %s..%s the bake would have %s'
+                        % (spec['phase'], rehearsal['window']['start'], rehearsal['window']['end'], outcome))
+        return dict(changed=False, failed=False, rehearsal=gates.ensure_json_safe(rehearsal),
+                    phase=spec['phase'], msg='rehearsal of phase %s: the bake would have %s' % (spec['phase'], outcome))

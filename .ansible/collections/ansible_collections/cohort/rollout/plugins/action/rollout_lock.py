@@ -1,0 +1,92 @@
+# -*- coding: utf-8 -*-
+# Copyright: cohort.rollout contributors
+# Apache License 2.0 (see galaxy.yml)
+"""Action plugin cohort.rollout.rollout_lock: identify this run on the controller, lock on the LB host.
+
+Documentation: plugins/modules/rollout_lock.py. The lock file lives on the load
+balancer host (the module runs there); this plugin adds what only the controller
+knows: who this run is, and whether a holder from this same controller is still alive.
+"""
+
+from __future__ import annotations
+
+import getpass
+import os
+import socket
+
+from ansible.errors import AnsibleActionFail
+from ansible.plugins.action import ActionBase
+
+MODULE = 'cohort.rollout.rollout_lock'
+
+
+def process_start_ticks(pid):
+    """Start time of a process (field 22 of /proc/<pid>/stat), or None when it does not exist."""
+    try:
+        with open('/proc/%d/stat' % int(pid), 'r', encoding='utf-8') as handle:
+            stat = handle.read()
+    except (OSError, ValueError):
+        return None
+    # The command name (field 2) may hold spaces and parentheses: split after the last ')'.
+    fields = stat[stat.rindex(')') + 2:].split()
+    return fields[19]
+
+
+def run_identity(pid=None, host=None):
+    """Who this ansible-playbook run is: stable for the whole run, unique across runs."""
+    pid = pid or os.getppid()  # workers are forked by the ansible-playbook process
+    host = host or socket.gethostname()
+    start = process_start_ticks(pid) or '0'
+    try:
+        user = getpass.getuser()
+    except (KeyError, OSError):
+        user = str(os.getuid())
+    return dict(id='%s:%d:%s' % (host, pid, start), controller=host, pid=pid, pid_start=start, user=user)
+
+
+def holder_alive(holder, host=None):
+    """True/False when the holder ran on this controller host; None when that cannot be told here."""
+    host = host or socket.gethostname()
+    if not isinstance(holder, dict) or holder.get('controller') != host or not holder.get('pid'):
+        return None
+    start = process_start_ticks(holder['pid'])
+    return start is not None and str(start) == str(holder.get('pid_start'))
+
+
+class ActionModule(ActionBase):
+    """Take or release the rollout lock (see the module documentation)."""
+
+    TRANSFERS_FILES = False
+    _VALID_ARGS = frozenset(('path', 'state', 'ttl', 'break_lock', 'phase'))
+
+    def run(self, tmp=None, task_vars=None):
+        result = super().run(tmp, task_vars)
+        del tmp
+        args = dict(self._task.args)
+        unknown = set(args) - self._VALID_ARGS
+        if unknown:
+            raise AnsibleActionFail('rollout_lock: unsupported arguments %s' % ', '.join(sorted(unknown)))
+        if not args.get('path'):
+            raise AnsibleActionFail('rollout_lock: path is required')
+        holder = run_identity()
+        holder['phase'] = args.pop('phase', None) or ''
+        module_args = dict(path=args['path'], state=args.get('state', 'present'), holder=holder,
+                           ttl=int(args.get('ttl', 86400)), break_lock=bool(args.get('break_lock', False)))
+        first = self._execute_module(module_name=MODULE, module_args=module_args, task_vars=task_vars)
+        other = first.get('holder') if first.get('failed') and first.get('holder') else None
+        if other and other.get('id') != holder['id']:
+            alive = holder_alive(other)
+            if alive is False:
+                # Tell the module, so that its message and its return say "stale".
+                module_args['stale_holder'] = other['id']
+                if module_args['break_lock']:
+                    module_args['expected_holder'] = other['id']
+                first = self._execute_module(module_name=MODULE, module_args=module_args, task_vars=task_vars)
+                if not first.get('failed'):
+                    first.setdefault('stale', True)
+            first['holder_alive'] = alive
+        elif first.get('broken'):
+            first['broken_holder_alive'] = holder_alive(first['broken'])
+        result.update(first)
+        result['me'] = holder
+        return result

@@ -1,0 +1,556 @@
+# -*- coding: utf-8 -*-
+# Copyright: cohort.rollout contributors
+# Apache License 2.0 (see galaxy.yml)
+"""Gate evaluation: pure logic, no HTTP and no Ansible at run time.
+
+A gate run ("bake") takes samples every ``interval`` for ``duration`` after an
+``initial_delay``. Each sample asks every check for one value and classifies
+it: ``pass``, ``fail`` or ``inconclusive`` (no data, NaN, +-Inf, an HTTP or
+connection error, several series). Rules, fail-closed:
+
+* a check whose failing samples exceed its ``failure_limit`` trips the gate at
+  once: verdict ``failed``, no waiting out the bake;
+* a check whose inconclusive samples exceed ``inconclusive_limit`` stops the
+  bake: verdict ``inconclusive``;
+* a check that never produced one conclusive sample is ``inconclusive``;
+* too little traffic (``min_requests``) at the end is ``inconclusive``;
+* reaching ``max_runtime`` is ``inconclusive``;
+* only a bake with none of the above is ``passed``.
+
+Sampling, sleeping, the clock and output are injected, so the whole loop is
+unit-tested with a fake clock in no real time.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+import time
+
+from ansible_collections.cohort.rollout.plugins.module_utils.prometheus import redact_url
+from ansible_collections.cohort.rollout.plugins.module_utils.report import utc_now_iso
+
+OPS = {
+    'lt': ('<', lambda v, t: v < t),
+    'le': ('<=', lambda v, t: v <= t),
+    'gt': ('>', lambda v, t: v > t),
+    'ge': ('>=', lambda v, t: v >= t),
+}
+NEGATED = {'lt': '>=', 'le': '>', 'gt': '<=', 'ge': '<'}
+SOURCES = ('prometheus', 'json')
+DEFAULT_INCONCLUSIVE_LIMIT = 0
+MAX_SAMPLES = 100000
+
+_DURATION_RE = re.compile(r'^\s*(?:(\d+(?:\.\d+)?)\s*(ms|s|m|h|d|w)\s*)+$')
+_DURATION_PART = re.compile(r'(\d+(?:\.\d+)?)\s*(ms|s|m|h|d|w)')
+_UNIT = {'ms': 0.001, 's': 1, 'm': 60, 'h': 3600, 'd': 86400, 'w': 604800}
+
+# The argument spec of cohort.rollout.metric_gate, shared by the action plugin
+# (which validates with it) and the documentation module (which sanity checks
+# against DOCUMENTATION).
+CHECK_OPTIONS = dict(
+    name=dict(type='str', required=True),
+    source=dict(type='str', default='prometheus', choices=list(SOURCES)),
+    query=dict(type='str'),
+    url=dict(type='str'),
+    path=dict(type='str'),
+    headers=dict(type='dict', default={}),
+    token=dict(type='str', no_log=True),
+    op=dict(type='str', required=True, choices=sorted(OPS)),
+    threshold=dict(type='float', required=True),
+    failure_limit=dict(type='int', default=0),
+    inconclusive_limit=dict(type='int'),
+)
+
+ARGUMENT_SPEC = dict(
+    prometheus_url=dict(type='str'),
+    prometheus_username=dict(type='str'),
+    prometheus_password=dict(type='str', no_log=True),
+    prometheus_token=dict(type='str', no_log=True),
+    validate_certs=dict(type='bool', default=True),
+    ca_path=dict(type='path'),
+    timeout=dict(type='float', default=10.0),
+    checks=dict(type='list', elements='dict', required=True, options=CHECK_OPTIONS),
+    interval=dict(type='raw', required=True),
+    duration=dict(type='raw', required=True),
+    initial_delay=dict(type='raw', default=0),
+    inconclusive_limit=dict(type='int', default=DEFAULT_INCONCLUSIVE_LIMIT),
+    min_requests=dict(type='dict', options=dict(
+        query=dict(type='str', required=True),
+        threshold=dict(type='float', required=True),
+    )),
+    phase=dict(type='str', required=True),
+    report_path=dict(type='path'),
+    max_runtime=dict(type='raw'),
+    extra_report=dict(type='dict', default={}),
+)
+MUTUALLY_EXCLUSIVE = [['prometheus_token', 'prometheus_username']]
+REQUIRED_TOGETHER = [['prometheus_username', 'prometheus_password']]
+
+
+class GateSpecError(ValueError):
+    """The gate's arguments are invalid; nothing has been queried or written."""
+
+
+def parse_duration(value, name):
+    """Seconds from a number or a duration string ('30s', '5m', '2h', '7d', '1h30m', '250ms')."""
+    if isinstance(value, bool):
+        raise GateSpecError('%s must be a number of seconds or a duration like 30s, 5m, 2h, 7d; got %r' % (name, value))
+    if isinstance(value, (int, float)):
+        seconds = float(value)
+    elif isinstance(value, str):
+        text = value.strip()
+        try:
+            seconds = float(text)
+        except ValueError:
+            if not _DURATION_RE.match(text):
+                raise GateSpecError('%s must be a number of seconds or a duration like 30s, 5m, 2h, 7d; got %r' % (name, value))
+            seconds = sum(float(n) * _UNIT[u] for n, u in _DURATION_PART.findall(text))
+    else:
+        raise GateSpecError('%s must be a number of seconds or a duration like 30s, 5m, 2h, 7d; got %r' % (name, value))
+    if math.isnan(seconds) or math.isinf(seconds):
+        raise GateSpecError('%s must be finite, got %r' % (name, value))
+    return seconds
+
+
+def format_duration(seconds):
+    """7560 -> '2h6m', 90 -> '1m30s', 2.5 -> '2.5s', 0 -> '0s'."""
+    if seconds != int(seconds) or seconds < 60:
+        return '%gs' % seconds
+    rest = int(seconds)
+    out = ''
+    for unit, size in (('d', 86400), ('h', 3600), ('m', 60), ('s', 1)):
+        if rest >= size:
+            out += '%d%s' % (rest // size, unit)
+            rest %= size
+    return out
+
+
+def normalize_spec(params):
+    """Validate already type-checked arguments; return the spec the run uses.
+
+    Raises GateSpecError listing every problem found.
+    """
+    errors = []
+
+    def duration(name, value, allow_zero):
+        try:
+            seconds = parse_duration(value, name)
+        except GateSpecError as exc:
+            errors.append(str(exc))
+            return None
+        if seconds < 0 or (seconds == 0 and not allow_zero):
+            errors.append('%s must be %s, got %r' % (name, 'zero or more' if allow_zero else 'greater than zero', value))
+            return None
+        return seconds
+
+    interval = duration('interval', params.get('interval'), False)
+    bake = duration('duration', params.get('duration'), False)
+    initial_delay = duration('initial_delay', params.get('initial_delay') or 0, True)
+    max_runtime = None
+    if params.get('max_runtime') not in (None, ''):
+        max_runtime = duration('max_runtime', params.get('max_runtime'), False)
+    if interval and bake and interval > bake:
+        errors.append('interval (%gs) must not be longer than duration (%gs)' % (interval, bake))
+    if interval and bake and bake / interval > MAX_SAMPLES:
+        errors.append('duration/interval gives more than %d samples' % MAX_SAMPLES)
+
+    inconclusive_limit = params.get('inconclusive_limit')
+    if inconclusive_limit is None:
+        inconclusive_limit = DEFAULT_INCONCLUSIVE_LIMIT
+    if inconclusive_limit < 0:
+        errors.append('inconclusive_limit must be zero or more')
+
+    checks = params.get('checks') or []
+    if not checks:
+        errors.append('checks must list at least one check')
+    names = set()
+    uses_prometheus = False
+    norm_checks = []
+    for index, check in enumerate(checks):
+        label = 'checks[%d]' % index
+        name = (check.get('name') or '').strip()
+        if not name:
+            errors.append('%s: name must not be empty' % label)
+        elif name in names:
+            errors.append('%s: duplicate check name %r' % (label, name))
+        elif not re.match(r'^[A-Za-z0-9_.:-]+$', name):
+            errors.append('%s: name %r may only use letters, digits and _ . : -' % (label, name))
+        names.add(name)
+        label = 'check %r' % (name or index)
+        op = check.get('op')
+        if op not in OPS:
+            errors.append('%s: op must be one of %s, got %r' % (label, ', '.join(sorted(OPS)), op))
+        threshold = check.get('threshold')
+        if threshold is None or isinstance(threshold, bool) or not isinstance(threshold, (int, float)) or \
+                math.isnan(float(threshold)) or math.isinf(float(threshold)):
+            errors.append('%s: threshold must be a finite number, got %r' % (label, threshold))
+        source = check.get('source') or 'prometheus'
+        if source not in SOURCES:
+            errors.append('%s: source must be one of %s' % (label, ', '.join(SOURCES)))
+        if source == 'prometheus':
+            uses_prometheus = True
+            if not (check.get('query') or '').strip():
+                errors.append('%s: a prometheus check needs a query' % label)
+            for key in ('url', 'path'):
+                if check.get(key):
+                    errors.append('%s: %s is only for source json' % (label, key))
+        elif source == 'json':
+            if not re.match(r'^https?://', check.get('url') or ''):
+                errors.append('%s: a json check needs an http(s) url' % label)
+            if not (check.get('path') or '').strip():
+                errors.append('%s: a json check needs a path such as latency.p99' % label)
+            if check.get('query'):
+                errors.append('%s: query is only for source prometheus' % label)
+        failure_limit = check.get('failure_limit')
+        failure_limit = 0 if failure_limit is None else failure_limit
+        if failure_limit < 0:
+            errors.append('%s: failure_limit must be zero or more' % label)
+        check_inconclusive = check.get('inconclusive_limit')
+        if check_inconclusive is not None and check_inconclusive < 0:
+            errors.append('%s: inconclusive_limit must be zero or more' % label)
+        norm_checks.append(dict(
+            name=name, source=source, query=(check.get('query') or '').strip(),
+            url=check.get('url'), path=check.get('path'), headers=dict(check.get('headers') or {}),
+            token=check.get('token'), op=op,
+            threshold=float(threshold) if isinstance(threshold, (int, float)) and not isinstance(threshold, bool) else None,
+            failure_limit=failure_limit,
+            inconclusive_limit=inconclusive_limit if check_inconclusive is None else check_inconclusive,
+        ))
+
+    min_requests = params.get('min_requests')
+    if min_requests:
+        uses_prometheus = True
+        if not (min_requests.get('query') or '').strip():
+            errors.append('min_requests.query must not be empty')
+    if uses_prometheus and not params.get('prometheus_url'):
+        errors.append('prometheus_url is required for prometheus checks and min_requests')
+    if params.get('prometheus_url') and not re.match(r'^https?://[^/]', params['prometheus_url']):
+        errors.append('prometheus_url must be an http(s) URL')
+    if params.get('timeout') is not None and not params['timeout'] > 0:
+        errors.append('timeout must be greater than zero')
+    phase = (params.get('phase') or '').strip()
+    if not phase:
+        errors.append('phase must not be empty')
+
+    if errors:
+        raise GateSpecError('; '.join(errors))
+
+    if max_runtime is None:
+        # The schedule plus slack for slow queries; a cap always exists.
+        max_runtime = initial_delay + bake + max(60.0, interval)
+    count = int(math.floor(bake / interval + 1e-9)) + 1
+    return dict(
+        phase=phase, checks=norm_checks, interval=interval, duration=bake,
+        initial_delay=initial_delay, max_runtime=max_runtime, sample_count=count,
+        inconclusive_limit=inconclusive_limit,
+        min_requests=dict(query=min_requests['query'].strip(), threshold=float(min_requests['threshold']))
+        if min_requests else None,
+    )
+
+
+def classify(value, op, threshold):
+    """('pass' | 'fail' | 'inconclusive', note) for one value against op/threshold."""
+    if value is None:
+        return 'inconclusive', 'no data'
+    if math.isnan(value):
+        return 'inconclusive', 'NaN'
+    if math.isinf(value):
+        return 'inconclusive', '+Inf' if value > 0 else '-Inf'
+    return ('pass', '') if OPS[op][1](value, threshold) else ('fail', '')
+
+
+def json_path_value(doc, path):
+    """(float value or None, note) at a dotted path in a JSON document ('latency.p99', 'pools.0.rate')."""
+    node = doc
+    for part in path.split('.'):
+        if isinstance(node, dict) and part in node:
+            node = node[part]
+        elif isinstance(node, list) and part.isdigit() and int(part) < len(node):
+            node = node[int(part)]
+        else:
+            return None, 'no data'
+    if node is None:
+        return None, 'no data'
+    if isinstance(node, bool):
+        return None, 'not a number'
+    if isinstance(node, (int, float)):
+        return float(node), ''
+    if isinstance(node, str):
+        try:
+            return float(node), ''
+        except ValueError:
+            return None, 'not a number'
+    return None, 'not a number'
+
+
+def ensure_json_safe(data):
+    """A copy of ``data`` with NaN/Inf floats replaced by None (strict JSON for jq)."""
+    if isinstance(data, dict):
+        return dict((k, ensure_json_safe(v)) for k, v in data.items())
+    if isinstance(data, (list, tuple)):
+        return [ensure_json_safe(v) for v in data]
+    if isinstance(data, float) and (math.isnan(data) or math.isinf(data)):
+        return None
+    return data
+
+
+def fmt_value(value):
+    if value is None:
+        return 'none'
+    if isinstance(value, float) and (math.isnan(value) or math.isinf(value)):
+        return str(value).lower()
+    return '%.4g' % value
+
+
+def worse(op, a, b):
+    """The worse of two finite values for this op (closer to failing)."""
+    if a is None:
+        return b
+    if b is None:
+        return a
+    return max(a, b) if op in ('lt', 'le') else min(a, b)
+
+
+class RealClock(object):
+    """Wall time for timestamps, monotonic time for the schedule."""
+
+    wall = staticmethod(time.time)
+    mono = staticmethod(time.monotonic)
+    sleep = staticmethod(time.sleep)
+
+
+class Bake(object):
+    """One gate run. ``run()`` returns the result dict of the task.
+
+    sampler(check) -> (value or None, note); it must not raise for data
+        problems (errors are inconclusive values with a note).
+    requests_sampler() -> (value or None, note) for min_requests.
+    emit(line): print one progress line (the controller's terminal).
+    on_update(record): persist the phase record (the report); called at the
+        start, after every sample and at the end.
+    """
+
+    def __init__(self, spec, sampler, emit, clock=None, requests_sampler=None, on_update=None):
+        self.spec = spec
+        self.sampler = sampler
+        self.requests_sampler = requests_sampler
+        self.emit = emit
+        self.clock = clock or RealClock()
+        self.on_update = on_update or (lambda record: None)
+        self.samples = []
+        self.stats = dict((c['name'], dict(passes=0, failures=0, inconclusive=0, worst=None, last=None))
+                          for c in spec['checks'])
+        self.started_at = None
+        self.min_requests = None
+
+    # -- helpers -------------------------------------------------------------
+    def _prefix(self, number, epoch):
+        stamp = time.strftime('%H:%M:%S', time.gmtime(epoch))
+        return '[%s %s %d/%d]' % (self.spec['phase'], stamp, number, self.spec['sample_count'])
+
+    def _describe(self, check, value, status, note):
+        sym = OPS[check['op']][0]
+        if status == 'inconclusive':
+            shown = fmt_value(value) if value is not None else 'none'
+            return '%s=%s %s%g %s' % (check['name'], shown, sym, check['threshold'], note or 'no data')
+        if status == 'pass':
+            return '%s=%s %s%g ok' % (check['name'], fmt_value(value), sym, check['threshold'])
+        return '%s=%s %s%g FAIL' % (check['name'], fmt_value(value), NEGATED[check['op']], check['threshold'])
+
+    def gates_summary(self):
+        out = {}
+        for check in self.spec['checks']:
+            st = self.stats[check['name']]
+            entry = dict(
+                source=check['source'], op=check['op'], threshold=check['threshold'],
+                failure_limit=check['failure_limit'], inconclusive_limit=check['inconclusive_limit'],
+                passes=st['passes'], failures=st['failures'], inconclusive=st['inconclusive'],
+                worst=st['worst'], last=st['last'],
+            )
+            if check['source'] == 'prometheus':
+                entry['query'] = check['query']
+            else:
+                entry['url'] = redact_url(check['url'])
+                entry['path'] = check['path']
+            out[check['name']] = entry
+        return out
+
+    def record(self, status, verdict=None, reasons=None, ended_at=None):
+        rec = dict(
+            status=status, started_at=self.started_at, samples=list(self.samples), gates=self.gates_summary(),
+            gate_config=dict(interval=self.spec['interval'], duration=self.spec['duration'],
+                             initial_delay=self.spec['initial_delay'], max_runtime=self.spec['max_runtime'],
+                             inconclusive_limit=self.spec['inconclusive_limit'],
+                             sample_count=self.spec['sample_count']),
+        )
+        if verdict is not None:
+            rec['verdict'] = dict(result=verdict, reasons=list(reasons or []))
+            rec['ended_at'] = ended_at
+        if self.min_requests is not None:
+            rec['min_requests'] = self.min_requests
+        return rec
+
+    def _finish(self, verdict, reasons, msg=None):
+        ended = utc_now_iso(self.clock.wall())
+        record = self.record(verdict, verdict, reasons, ended)
+        self.on_update(record)
+        self.emit('[%s] verdict: %s%s' % (self.spec['phase'], verdict.upper(),
+                                          (' - ' + '; '.join(reasons)) if reasons else ''))
+        result = dict(
+            verdict=verdict, reasons=list(reasons), samples=list(self.samples), checks=self.gates_summary(),
+            phase=self.spec['phase'], started_at=self.started_at, ended_at=ended,
+            failed=verdict != 'passed', changed=False,
+        )
+        if self.min_requests is not None:
+            result['min_requests'] = self.min_requests
+        if verdict != 'passed':
+            result['msg'] = msg or 'phase %s %s: %s' % (self.spec['phase'], verdict, '; '.join(reasons))
+        else:
+            result['msg'] = 'phase %s passed: %d samples, every gate within its limits' % (
+                self.spec['phase'], len(self.samples))
+        return result
+
+    # -- one sample -----------------------------------------------------------
+    def take_sample(self, number):
+        """Query every check once; return (sample record, trip, inconclusive_over)."""
+        epoch = self.clock.wall()
+        at = utc_now_iso(epoch)
+        values = {}
+        parts = []
+        trip = None
+        over = None
+        for check in self.spec['checks']:
+            value, note = self.sampler(check)
+            status, cnote = classify(value, check['op'], check['threshold'])
+            note = note or cnote
+            st = self.stats[check['name']]
+            finite = value if status != 'inconclusive' else None
+            entry = dict(value=finite, status=status)
+            if status == 'inconclusive':
+                st['inconclusive'] += 1
+                entry['note'] = note or 'no data'
+            elif status == 'pass':
+                st['passes'] += 1
+            else:
+                st['failures'] += 1
+            if finite is not None:
+                st['worst'] = worse(check['op'], st['worst'], finite)
+                st['last'] = finite
+            values[check['name']] = entry
+            parts.append(self._describe(check, value, status, note))
+            if status == 'fail' and st['failures'] > check['failure_limit'] and trip is None:
+                trip = ('gate %s tripped in phase %s: %s=%s, not %s %g (threshold), sampled at %s '
+                        '(sample %d/%d; %d failing sample(s) > failure_limit %d)'
+                        % (check['name'], self.spec['phase'], check['name'], fmt_value(value),
+                           OPS[check['op']][0], check['threshold'], at, number, self.spec['sample_count'],
+                           st['failures'], check['failure_limit']))
+            if status == 'inconclusive' and st['inconclusive'] > check['inconclusive_limit'] and over is None:
+                over = ('gate %s inconclusive in phase %s: %d inconclusive sample(s) > inconclusive_limit %d '
+                        '(last: %s at %s)' % (check['name'], self.spec['phase'], st['inconclusive'],
+                                              check['inconclusive_limit'], note or 'no data', at))
+        sample = dict(n=number, at=at, values=values)
+        self.samples.append(sample)
+        self.emit('%s %s' % (self._prefix(number, epoch), ' | '.join(parts)))
+        return sample, trip, over
+
+    # -- the bake ---------------------------------------------------------------
+    def run(self):
+        spec = self.spec
+        clock = self.clock
+        start = clock.mono()
+        deadline = start + spec['max_runtime']
+        self.started_at = utc_now_iso(clock.wall())
+        self.on_update(self.record('running'))
+        self.emit('[%s] bake: %d samples every %s over %s after an initial delay of %s (max runtime %s); gates: %s'
+                  % (spec['phase'], spec['sample_count'], format_duration(spec['interval']),
+                     format_duration(spec['duration']), format_duration(spec['initial_delay']),
+                     format_duration(spec['max_runtime']),
+                     ', '.join('%s %s %g' % (c['name'], OPS[c['op']][0], c['threshold']) for c in spec['checks'])))
+        for index in range(spec['sample_count']):
+            due = start + spec['initial_delay'] + index * spec['interval']
+            if due > deadline:
+                return self._finish('inconclusive', [
+                    'max_runtime %s reached after %d of %d samples' % (
+                        format_duration(spec['max_runtime']), index, spec['sample_count'])])
+            wait = due - clock.mono()
+            if wait > 0:
+                clock.sleep(wait)
+            sample, trip, over = self.take_sample(index + 1)
+            self.on_update(self.record('running'))
+            if trip:
+                return self._finish('failed', [trip], trip)
+            if over:
+                return self._finish('inconclusive', [over], over)
+            if clock.mono() > deadline:
+                return self._finish('inconclusive', [
+                    'max_runtime %s reached after %d of %d samples' % (
+                        format_duration(spec['max_runtime']), index + 1, spec['sample_count'])])
+        reasons = []
+        for check in spec['checks']:
+            st = self.stats[check['name']]
+            if st['passes'] + st['failures'] == 0:
+                reasons.append('gate %s never returned data (%d inconclusive sample(s))'
+                               % (check['name'], st['inconclusive']))
+        if spec['min_requests'] and self.requests_sampler is not None:
+            value, note = self.requests_sampler()
+            status, cnote = classify(value, 'ge', spec['min_requests']['threshold'])
+            self.min_requests = dict(value=value if status != 'inconclusive' else None,
+                                     threshold=spec['min_requests']['threshold'], status=status)
+            if status == 'inconclusive':
+                reasons.append('min_requests: query returned %s, cannot tell whether traffic was enough'
+                               % (note or cnote or 'no data'))
+            elif status == 'fail':
+                reasons.append('min_requests: only %s requests, fewer than %g needed for a verdict'
+                               % (fmt_value(value), spec['min_requests']['threshold']))
+            self.emit('[%s] min_requests: %s >=%g %s' % (
+                spec['phase'], fmt_value(value), spec['min_requests']['threshold'],
+                'ok' if status == 'pass' else ('too few' if status == 'fail' else (note or cnote or 'no data'))))
+        if reasons:
+            return self._finish('inconclusive', reasons)
+        return self._finish('passed', [])
+
+
+def rehearsal_timestamps(now, duration, interval):
+    """Evaluation times of a rehearsal: ``now - duration`` .. ``now`` every ``interval``."""
+    end = math.floor(now)
+    count = int(math.floor(duration / interval + 1e-9)) + 1
+    start = end - (count - 1) * interval
+    return [start + i * interval for i in range(count)]
+
+
+def rehearse_check(check, points):
+    """Summarise one check over past points [(epoch, value, note)]: what the bake would have done."""
+    passed = failed = no_data = 0
+    worst = None
+    first_failure = None
+    trip_at = None
+    inconclusive_over_at = None
+    notes = {}
+    for epoch, value, note in points:
+        status, cnote = classify(value, check['op'], check['threshold'])
+        if status == 'pass':
+            passed += 1
+        elif status == 'fail':
+            failed += 1
+            if first_failure is None:
+                first_failure = utc_now_iso(epoch)
+            if failed > check['failure_limit'] and trip_at is None:
+                trip_at = utc_now_iso(epoch)
+        else:
+            no_data += 1
+            key = note or cnote or 'no data'
+            notes[key] = notes.get(key, 0) + 1
+            if no_data > check['inconclusive_limit'] and inconclusive_over_at is None:
+                inconclusive_over_at = utc_now_iso(epoch)
+        if status != 'inconclusive':
+            worst = worse(check['op'], worst, value)
+    if trip_at:
+        would = 'failed'
+    elif inconclusive_over_at or passed == 0:
+        would = 'inconclusive'
+    else:
+        would = 'passed'
+    return dict(samples=len(points), passed=passed, failed=failed, no_data=no_data, no_data_reasons=notes,
+                worst=worst, first_failure_at=first_failure, would_trip_at=trip_at,
+                would_be_inconclusive_at=inconclusive_over_at, would=would)

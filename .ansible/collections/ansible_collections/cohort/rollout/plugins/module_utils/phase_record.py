@@ -1,0 +1,153 @@
+# -*- coding: utf-8 -*-
+# Copyright: cohort.rollout contributors
+# Apache License 2.0 (see galaxy.yml)
+"""Pure helpers of the phase playbooks: phase order, times and durations, escalation levels.
+
+Used by the controller-side action plugins ``cohort.rollout.report`` and
+``cohort.rollout.notify``; the report file itself is written by report.py only.
+"""
+
+from __future__ import annotations
+
+import datetime
+import math
+import os
+import time
+
+# Escalation levels of the runbook, lowest first. "info" is a routine event (phase start, pass).
+LEVELS = ('info', 'normal', 'high', 'critical')
+# The runbook's Escalation Path: error rate > 1% critical, 0.5-1% high, below normal.
+CRITICAL_ERROR_RATE = 0.01
+HIGH_ERROR_RATE = 0.005
+# The least level of each event, whatever the error rate.
+EVENT_LEVELS = {
+    'start': 'info', 'passed': 'info', 'complete': 'info', 'refused': 'normal',
+    'investigate': 'high', 'failed': 'high', 'rollback': 'high', 'inconclusive': 'high',
+}
+
+
+class RecordError(Exception):
+    """Bad input for a phase record."""
+
+
+def parse_time(value):
+    """Epoch seconds from a number, a numeric string or an ISO-8601 UTC time ('...Z'); None stays None."""
+    if value is None or value == '':
+        return None
+    if isinstance(value, bool):
+        raise RecordError('not a time: %r' % (value,))
+    if isinstance(value, (int, float)):
+        number = float(value)
+    else:
+        text = str(value).strip()
+        try:
+            number = float(text)
+        except ValueError:
+            if text.endswith('Z'):
+                text = text[:-1] + '+00:00'
+            try:
+                moment = datetime.datetime.fromisoformat(text)
+            except ValueError:
+                raise RecordError('not a time (epoch seconds or ISO-8601): %r' % (value,))
+            if moment.tzinfo is None:
+                moment = moment.replace(tzinfo=datetime.timezone.utc)
+            number = moment.timestamp()
+    if math.isnan(number) or math.isinf(number) or number < 0:
+        raise RecordError('not a time: %r' % (value,))
+    return number
+
+
+def iso(epoch):
+    """ISO-8601 UTC with milliseconds: 2026-11-26T14:02:05.123Z."""
+    moment = datetime.datetime.fromtimestamp(epoch, datetime.timezone.utc)
+    return moment.strftime('%Y-%m-%dT%H:%M:%S.') + '%03dZ' % (moment.microsecond // 1000)
+
+
+def previous_phase(phases, phase):
+    """The phase before ``phase`` in spec order (by ``order``), or None for the first one."""
+    if phase not in phases:
+        raise RecordError('unknown phase %r (phases: %s)' % (phase, ', '.join(sorted(phases))))
+    mine = phases[phase].get('order')
+    earlier = [(p.get('order'), name) for name, p in phases.items() if p.get('order') is not None and mine is not None
+               and p.get('order') < mine]
+    return max(earlier)[1] if earlier else None
+
+
+def order_check(report, phases, phase):
+    """(ok, message, previous) -- may ``phase`` start, given the report?
+
+    It may when it is the first phase, or when the previous phase's status is
+    ``passed`` and no rollback was recorded since that phase started (a rollback
+    stops the candidate, so the next phase would send traffic to nothing).
+    """
+    prev = previous_phase(phases, phase)
+    if prev is None:
+        return True, 'phase %s is the first phase' % phase, None
+    record = report.get(prev) if isinstance(report, dict) else None
+    if not isinstance(record, dict) or not record:
+        return False, 'phase %s needs phase %s passed first, but the report has no %s' % (phase, prev, prev), prev
+    status = record.get('status')
+    if status != 'passed':
+        return False, 'phase %s needs phase %s passed first, but %s is %r in the report' % (
+            phase, prev, prev, status), prev
+    rollback = report.get('rollback')
+    if isinstance(rollback, dict) and rollback.get('started_at'):
+        try:
+            rolled = parse_time(rollback['started_at'])
+            started = parse_time(record.get('started_at')) or 0.0
+        except RecordError:
+            rolled, started = 1.0, 0.0
+        if rolled >= started:
+            return False, ('phase %s needs phase %s passed first; %s passed, but a rollback at %s came after it: '
+                           'start again with the first phase' % (phase, prev, prev, rollback['started_at'])), prev
+    return True, 'phase %s passed at %s' % (prev, record.get('ended_at')), prev
+
+
+def durations(trip, marks, now=None):
+    """Seconds from the trip to each mark, and to now ('complete')."""
+    now = time.time() if now is None else now
+    trip_epoch = parse_time(trip)
+    if trip_epoch is None:
+        raise RecordError('timing.trip is required')
+    out = {}
+    for name, mark in sorted((marks or {}).items()):
+        epoch = parse_time(mark)
+        if epoch is None:
+            continue
+        out['trip_to_%s_s' % name] = round(epoch - trip_epoch, 3)
+    out['trip_to_complete_s'] = round(now - trip_epoch, 3)
+    return out
+
+
+def archive_path(path, now=None):
+    """Where a finished report goes when a new run starts: <dir>/reports/report-<UTC time>.json."""
+    now = time.time() if now is None else now
+    stamp = datetime.datetime.fromtimestamp(now, datetime.timezone.utc).strftime('%Y%m%dT%H%M%S%fZ')
+    base = os.path.splitext(os.path.basename(path))[0]
+    return os.path.join(os.path.dirname(os.path.abspath(path)), 'reports', '%s-%s.json' % (base, stamp))
+
+
+def escalation(event, error_rate=None, level=None):
+    """The runbook's escalation level of an event: (level, why)."""
+    if level:
+        if level not in LEVELS:
+            raise RecordError('unknown level %r (levels: %s)' % (level, ', '.join(LEVELS)))
+        return level, 'level given'
+    if event not in EVENT_LEVELS:
+        raise RecordError('unknown event %r (events: %s)' % (event, ', '.join(sorted(EVENT_LEVELS))))
+    base = EVENT_LEVELS[event]
+    by_rate, why = 'info', 'no error rate'
+    if error_rate is not None:
+        rate = float(error_rate)
+        if math.isnan(rate) or math.isinf(rate) or rate < 0:
+            raise RecordError('error_rate must be a finite number >= 0, got %r' % (error_rate,))
+        if rate > CRITICAL_ERROR_RATE:
+            by_rate, why = 'critical', 'error rate %.4g > 1%%: roll back, page the incident commander, SEV-1' % rate
+        elif rate >= HIGH_ERROR_RATE:
+            by_rate, why = 'high', 'error rate %.4g in 0.5-1%%: platform team investigates' % rate
+        else:
+            by_rate, why = 'normal', 'error rate %.4g < 0.5%%: log, assign, monitor the trend' % rate
+    chosen = max(base, by_rate, key=LEVELS.index)
+    if chosen == base and by_rate != base:
+        why = '%s event%s' % (event, ('; ' + why) if error_rate is not None else '')
+    return chosen, why

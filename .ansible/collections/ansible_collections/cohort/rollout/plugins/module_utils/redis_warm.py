@@ -1,0 +1,284 @@
+# -*- coding: utf-8 -*-
+# Copyright: cohort.rollout contributors
+# Apache License 2.0 (see galaxy.yml)
+"""Pipelined Redis cache warm-up, shared by the cache_warm module and bench/cache_warm_bench.py.
+
+The key and value format is not defined here: keys come from ``cohort_analyzer.cache.cache_key`` and
+values from ``cohort_analyzer.warm.iter_entries`` (the analyzer package is the one definition). This file
+only moves (key, value) pairs into Redis, fast and honestly counted:
+
+* ``Warmer.stale_sets`` streams learner sets and drops those whose key is already fresh (remaining TTL at
+  least ``fresh_ttl``), checking each batch with one pipelined round trip of ``TTL`` commands, so fresh
+  keys cost neither a database read nor a write.
+* ``Warmer.write`` streams (key, value) pairs into Redis as ``SET key value EX ttl``, ``batch_size``
+  commands per round trip, one batch in flight while the next one is packed.
+
+Commands are packed as RESP here and sent over a connection of the redis-py client
+(``send_packed_command`` / ``read_response``): redis-py's ``Pipeline`` object builds several Python
+objects per command and is 3-4x slower than the server for this workload (docs/performance.md).
+"""
+from __future__ import annotations
+
+import time
+from urllib.parse import urlsplit, urlunsplit
+
+
+class WarmError(Exception):
+    """A warm-up that did not complete; ``stats`` says what was written before it stopped."""
+
+    def __init__(self, message, stats=None):
+        super().__init__(message)
+        self.stats = stats or {}
+
+
+def redact_url(url):
+    """The URL without its userinfo (a password may sit there: redis://:secret@host)."""
+    try:
+        parts = urlsplit(url)
+    except ValueError:
+        return '<unparsable redis URL>'
+    host = parts.hostname or ''
+    if parts.port:
+        host = '%s:%d' % (host, parts.port)
+    return urlunsplit((parts.scheme, host, parts.path, '', ''))
+
+
+def check_settings(ttl, batch_size, fresh_ttl):
+    """Refuse settings that would write keys without a TTL or never write; return the fresh threshold."""
+    if not isinstance(ttl, int) or isinstance(ttl, bool) or ttl <= 0:
+        raise ValueError('ttl must be an integer number of seconds > 0, got %r' % (ttl,))
+    if not isinstance(batch_size, int) or isinstance(batch_size, bool) or batch_size <= 0:
+        raise ValueError('batch_size must be an integer > 0, got %r' % (batch_size,))
+    if fresh_ttl is None:
+        fresh_ttl = max(1, ttl // 2)
+    if not isinstance(fresh_ttl, int) or isinstance(fresh_ttl, bool) or not 0 < fresh_ttl <= ttl:
+        raise ValueError('fresh_ttl must be an integer within 1..ttl (%d), got %r' % (ttl, fresh_ttl))
+    return fresh_ttl
+
+
+def describe_error(exc, url, redis_module, password_given=True):
+    """A clear, password-free sentence for a Redis client exception."""
+    where = redact_url(url)
+    if isinstance(exc, redis_module.AuthenticationError):
+        text = str(exc)
+        if not password_given or 'authentication required' in text.lower():
+            return 'Redis at %s requires a password (NOAUTH): set redis_password' % where
+        return 'Redis at %s refused the credentials (authentication failed: %s); check redis_password' % (where, text)
+    if isinstance(exc, (redis_module.ConnectionError, redis_module.TimeoutError, OSError)):
+        return 'cannot reach Redis at %s: %s' % (where, exc)
+    if isinstance(exc, redis_module.ResponseError):
+        return 'Redis at %s answered with an error: %s' % (where, exc)
+    return 'Redis at %s failed: %s: %s' % (where, type(exc).__name__, exc)
+
+
+def connect(redis_module, url, password=None, timeout=10.0):
+    """A redis-py client for ``url`` that has answered PING (so a wrong password or a dead server fails here)."""
+    try:
+        client = redis_module.Redis.from_url(
+            url, password=password or None, socket_timeout=timeout, socket_connect_timeout=timeout,
+            health_check_interval=0)
+        client.ping()
+    except ValueError as exc:  # a malformed URL
+        raise WarmError('invalid redis_url %s: %s' % (redact_url(url), exc))
+    except (redis_module.RedisError, OSError) as exc:
+        raise WarmError(describe_error(exc, url, redis_module, bool(password) or '@' in url))
+    return client
+
+
+def chunks(iterable, size):
+    """Lists of up to ``size`` consecutive items, without materialising the input."""
+    batch = []
+    for item in iterable:
+        batch.append(item)
+        if len(batch) >= size:
+            yield batch
+            batch = []
+    if batch:
+        yield batch
+
+
+def _bulk(data):
+    return b'$%d\r\n%b\r\n' % (len(data), data)
+
+
+def pack_ttl(key):
+    return b'*2\r\n$3\r\nTTL\r\n' + _bulk(key)
+
+
+def set_ex_packer(ttl):
+    """A function (key, value) -> the RESP bytes of ``SET key value EX ttl``."""
+    tail = b'$2\r\nEX\r\n' + _bulk(b'%d' % ttl)
+
+    def pack(key, value):
+        return b'*5\r\n$3\r\nSET\r\n$%d\r\n%b\r\n$%d\r\n%b\r\n%b' % (len(key), key, len(value), value, tail)
+    return pack
+
+
+def _as_bytes(key):
+    return key if isinstance(key, bytes) else key.encode('utf-8')
+
+
+class _Conn(object):
+    """One connection borrowed from the client's pool, returned (or dropped, if it may be out of step)."""
+
+    def __init__(self, client):
+        self.pool = client.connection_pool
+        self.conn = self.pool.get_connection()
+        self.clean = True
+
+    def send(self, payload):
+        self.clean = False
+        self.conn.send_packed_command([payload], check_health=False)
+
+    def read(self):
+        reply = self.conn.read_response()
+        return reply
+
+    def close(self):
+        if not self.clean:
+            self.conn.disconnect()
+        self.pool.release(self.conn)
+
+
+class Warmer(object):
+    """Counts and moves; every Redis failure becomes a WarmError carrying the counts so far."""
+
+    def __init__(self, client, redis_module, url, ttl, batch_size=500, fresh_ttl=None, force=False,
+                 check_mode=False):
+        self.fresh_ttl = check_settings(ttl, batch_size, fresh_ttl)
+        self.client = client
+        self.redis = redis_module
+        self.url = url
+        self.ttl = ttl
+        self.batch_size = batch_size
+        self.force = force
+        self.check_mode = check_mode
+        self.keys_written = 0
+        self.keys_skipped = 0
+        self.bytes = 0
+        self.started = time.monotonic()
+
+    def stats(self):
+        seconds = time.monotonic() - self.started
+        return {
+            'keys_written': self.keys_written,
+            'keys_skipped': self.keys_skipped,
+            'bytes': self.bytes,
+            'seconds': round(seconds, 3),
+            'keys_per_second': round(self.keys_written / seconds, 1) if seconds > 0 else 0.0,
+        }
+
+    def _fail(self, action, exc):
+        message = '%s: %s' % (action, describe_error(exc, self.url, self.redis))
+        return WarmError(message, self.stats())
+
+    def stale_sets(self, learner_sets, key_fn):
+        """Yield the learner sets whose key is missing or expires within ``fresh_ttl`` seconds.
+
+        With ``force`` every set is yielded unchecked. Duplicates within a batch are yielded once (the
+        others count as skipped).
+        """
+        if self.force:
+            for ids in learner_sets:
+                yield ids
+            return
+        conn = _Conn(self.client)
+        try:
+            for batch in chunks(learner_sets, self.batch_size):
+                keys, unique = [], []
+                seen = set()
+                for ids in batch:
+                    key = _as_bytes(key_fn(ids))
+                    if key in seen:
+                        self.keys_skipped += 1
+                        continue
+                    seen.add(key)
+                    keys.append(key)
+                    unique.append(ids)
+                try:
+                    conn.send(b''.join([pack_ttl(key) for key in keys]))
+                    ttls = [conn.read() for _ in keys]
+                except (self.redis.RedisError, OSError) as exc:
+                    raise self._fail('checking which keys are fresh', exc)
+                conn.clean = True
+                for ids, remaining in zip(unique, ttls):
+                    # -2: missing, -1: no expiry (rewrite so that it gets one), else seconds left.
+                    if remaining >= self.fresh_ttl:
+                        self.keys_skipped += 1
+                    else:
+                        yield ids
+        finally:
+            conn.close()
+
+    def write(self, entries):
+        """Write (key, value) pairs with ``SET key value EX ttl``; in check mode only count them."""
+        pack = set_ex_packer(self.ttl)
+        if self.check_mode:
+            for key, value in entries:
+                self.keys_written += 1
+                self.bytes += len(value)
+            return self.stats()
+        conn = _Conn(self.client)
+        in_flight = []  # value sizes of the batch whose replies are still unread
+        try:
+            batches = chunks(entries, self.batch_size)
+            while True:
+                try:
+                    batch = next(batches)
+                except StopIteration:
+                    break
+                except Exception:
+                    # The source failed (bad ids, database error): count what Redis already acknowledged
+                    # so that the caller reports it, then let the source's error through.
+                    self._drain(conn, in_flight)
+                    raise
+                payload = b''.join([pack(_as_bytes(key), value) for key, value in batch])
+                sizes = [len(value) for _key, value in batch]
+                try:
+                    conn.send(payload)
+                    refused = self._collect(conn, in_flight)
+                    if refused is not None:
+                        # Count the batch just sent too, so that the counts match what Redis holds.
+                        self._collect(conn, sizes)
+                        conn.clean = True
+                        raise refused
+                except (self.redis.RedisError, OSError) as exc:
+                    raise self._fail('writing keys', exc)
+                in_flight = sizes
+            try:
+                refused = self._collect(conn, in_flight)
+                conn.clean = True
+                if refused is not None:
+                    raise refused
+            except (self.redis.RedisError, OSError) as exc:
+                raise self._fail('writing keys', exc)
+        finally:
+            conn.close()
+        return self.stats()
+
+    def _drain(self, conn, sizes):
+        try:
+            self._collect(conn, sizes)
+            conn.clean = True
+        except (self.redis.RedisError, OSError):
+            pass
+
+    def _collect(self, conn, sizes):
+        """Read every reply of one batch, counting each acknowledged SET; return the first refusal or None.
+
+        All replies are read even after a refusal (out of memory, read-only replica ...): Redis goes on
+        with the rest of the batch, and the counts must say what it holds.
+        """
+        refused = None
+        for size in sizes:
+            try:
+                reply = conn.read()
+            except self.redis.ResponseError as exc:
+                refused = refused or exc
+                continue
+            if reply not in (b'OK', 'OK', True):
+                refused = refused or self.redis.ResponseError('unexpected reply to SET: %r' % (reply,))
+                continue
+            self.keys_written += 1
+            self.bytes += size
+        return refused

@@ -1,0 +1,149 @@
+# -*- coding: utf-8 -*-
+# Copyright: cohort.rollout contributors
+# Apache License 2.0 (see galaxy.yml)
+"""The one writer of the rollout report (JSON, one key per phase).
+
+``update_phase(path, phase, data)`` deep-merges ``data`` into ``report[phase]``
+and keeps every other phase and every other key of that phase. Writes are
+atomic (temp file in the same directory, fsync, rename), the file is mode 0600,
+and an exclusive ``fcntl`` lock on ``<path>.lock`` serialises concurrent
+writers (several gates, the phase role, the rollback) so no update is lost.
+
+Dicts merge recursively; any other value (lists included, e.g. ``samples``)
+replaces the old one. Values must be strict JSON: NaN and Infinity are refused
+so that ``jq`` can always read the report.
+"""
+
+from __future__ import annotations
+
+import copy
+import datetime
+import errno
+import fcntl
+import json
+import os
+import tempfile
+
+FILE_MODE = 0o600
+
+
+class ReportError(Exception):
+    """The report cannot be read or written."""
+
+
+def utc_now_iso(epoch=None):
+    """ISO-8601 UTC with a Z suffix, second precision: 2026-11-26T14:02:05Z."""
+    if epoch is None:
+        moment = datetime.datetime.now(datetime.timezone.utc)
+    else:
+        moment = datetime.datetime.fromtimestamp(epoch, datetime.timezone.utc)
+    return moment.strftime('%Y-%m-%dT%H:%M:%SZ')
+
+
+def deep_merge(base, update):
+    """Return ``base`` with ``update`` merged in (dicts recurse, others replace)."""
+    result = copy.deepcopy(base) if isinstance(base, dict) else {}
+    for key, value in update.items():
+        if isinstance(value, dict) and isinstance(result.get(key), dict):
+            result[key] = deep_merge(result[key], value)
+        else:
+            result[key] = copy.deepcopy(value)
+    return result
+
+
+def _load(path):
+    try:
+        with open(path, 'r', encoding='utf-8') as handle:
+            text = handle.read()
+    except IOError as exc:
+        if exc.errno == errno.ENOENT:
+            return {}
+        raise ReportError('cannot read report %s: %s' % (path, exc))
+    if not text.strip():
+        return {}
+    try:
+        doc = json.loads(text)
+    except ValueError as exc:
+        raise ReportError('report %s is not valid JSON (%s); refusing to overwrite it' % (path, exc))
+    if not isinstance(doc, dict):
+        raise ReportError('report %s is not a JSON object; refusing to overwrite it' % path)
+    return doc
+
+
+def read_report(path):
+    """The whole report as a dict ({} when the file does not exist yet)."""
+    return _load(path)
+
+
+class _Lock(object):
+    def __init__(self, path):
+        self.path = path + '.lock'
+        self.handle = None
+
+    def __enter__(self):
+        try:
+            fd = os.open(self.path, os.O_RDWR | os.O_CREAT, FILE_MODE)
+        except OSError as exc:
+            raise ReportError('cannot create lock %s: %s' % (self.path, exc))
+        self.handle = os.fdopen(fd, 'r+')
+        fcntl.flock(self.handle.fileno(), fcntl.LOCK_EX)
+        return self
+
+    def __exit__(self, *exc_info):
+        fcntl.flock(self.handle.fileno(), fcntl.LOCK_UN)
+        self.handle.close()
+
+
+def _write_atomic(path, doc):
+    directory = os.path.dirname(os.path.abspath(path))
+    try:
+        text = json.dumps(doc, indent=2, sort_keys=True, allow_nan=False) + '\n'
+    except (TypeError, ValueError) as exc:
+        raise ReportError('report data is not strict JSON: %s' % exc)
+    try:
+        fd, tmp = tempfile.mkstemp(prefix='.%s.' % os.path.basename(path), suffix='.tmp', dir=directory)
+    except OSError as exc:
+        raise ReportError('cannot write report in %s: %s' % (directory, exc))
+    try:
+        with os.fdopen(fd, 'w', encoding='utf-8') as handle:
+            os.fchmod(handle.fileno(), FILE_MODE)
+            handle.write(text)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.rename(tmp, path)
+    except OSError as exc:
+        try:
+            os.unlink(tmp)
+        except OSError:
+            pass
+        raise ReportError('cannot write report %s: %s' % (path, exc))
+    try:  # make the rename itself durable
+        dir_fd = os.open(directory, os.O_RDONLY)
+        try:
+            os.fsync(dir_fd)
+        finally:
+            os.close(dir_fd)
+    except OSError:
+        pass
+
+
+def update_report(path, update):
+    """Deep-merge ``update`` ({phase: {...}, ...}) into the report; return the new report."""
+    if not isinstance(update, dict):
+        raise ReportError('a report update must be a dict')
+    directory = os.path.dirname(os.path.abspath(path))
+    if not os.path.isdir(directory):
+        raise ReportError('directory of report %s does not exist' % path)
+    with _Lock(path):
+        doc = deep_merge(_load(path), update)
+        _write_atomic(path, doc)
+    return doc
+
+
+def update_phase(path, phase, data):
+    """Deep-merge ``data`` into ``report[phase]``; other phases and keys are kept."""
+    if not phase or not isinstance(phase, str):
+        raise ReportError('phase must be a non-empty string')
+    if not isinstance(data, dict):
+        raise ReportError('phase data must be a dict')
+    return update_report(path, {phase: data})

@@ -1,0 +1,321 @@
+#!/usr/bin/python
+# -*- coding: utf-8 -*-
+# Copyright: cohort.rollout contributors
+# Apache License 2.0 (see galaxy.yml)
+"""Documentation of the cohort.rollout.metric_gate action plugin (plugins/action/metric_gate.py)."""
+
+from __future__ import annotations
+
+DOCUMENTATION = r'''
+---
+module: metric_gate
+short_description: Bake a rollout phase under Prometheus metric gates, fail-closed
+description:
+  - Samples every check every O(interval) for O(duration) after O(initial_delay), prints one line per
+    sample on the controller as it is taken (also under ansible-runner and AWX), records every sample and the
+    verdict in the rollout report, and fails the task unless the verdict is C(passed).
+  - Runs on the controller as an action plugin; nothing is executed on the target host.
+  - A check's value comes from a Prometheus instant query that must return exactly one series, or from a
+    number at a dotted O(checks[].path) in a JSON document (O(checks[].source=json), e.g. the load balancer's
+    C(GET /metrics)).
+  - No data is never a pass. An empty result, NaN, +/-Inf, several series, an HTTP error, a timeout or a refused
+    connection is an B(inconclusive) sample. More inconclusive samples of one check than O(inconclusive_limit)
+    ends the bake as C(inconclusive); so does a check that never returned data, too little traffic
+    (O(min_requests)) or reaching O(max_runtime).
+  - A check whose failing samples exceed its O(checks[].failure_limit) trips the gate at once; the task returns
+    immediately (it does not wait out the bake) and its message names the gate, the value, the threshold and the
+    time of the sample.
+  - Before any waiting every PromQL query is run once; an invalid query fails the task with Prometheus's own
+    error text, and an unreachable Prometheus fails it as C(inconclusive).
+  - In check mode the gate is B(rehearsed) - the checks are evaluated over the past O(duration) with range
+    queries (step O(interval)) and the task reports, per gate, how many samples would have failed and how many
+    had no data. Nothing is written and the task does not fail on a would-be failure.
+version_added: 0.1.0
+author:
+  - cohort.rollout contributors (@cohort)
+options:
+  prometheus_url:
+    description:
+      - Base URL of Prometheus, e.g. V(http://127.0.0.1:9090) (a path prefix is allowed).
+      - Required when any check has O(checks[].source=prometheus) or O(min_requests) is set.
+    type: str
+  prometheus_username:
+    description: User for HTTP basic auth to Prometheus.
+    type: str
+  prometheus_password:
+    description: Password for HTTP basic auth to Prometheus.
+    type: str
+  prometheus_token:
+    description: Bearer token for Prometheus. Mutually exclusive with O(prometheus_username).
+    type: str
+  validate_certs:
+    description: Verify TLS certificates (Prometheus and JSON sources).
+    type: bool
+    default: true
+  ca_path:
+    description: CA bundle (PEM) used to verify TLS certificates.
+    type: path
+  timeout:
+    description: Timeout in seconds of every HTTP request; a request that times out is an inconclusive sample.
+    type: float
+    default: 10.0
+  checks:
+    description: The gates. At least one.
+    type: list
+    elements: dict
+    required: true
+    suboptions:
+      name:
+        description: Name of the gate, unique; letters, digits and the characters C(_), C(.), C(:) and C(-).
+        type: str
+        required: true
+      source:
+        description: Where the value comes from.
+        type: str
+        choices: [prometheus, json]
+        default: prometheus
+      query:
+        description: PromQL returning exactly one series (source V(prometheus)).
+        type: str
+      url:
+        description: URL of a JSON document (source V(json)).
+        type: str
+      path:
+        description: Dotted path to a number in that document, e.g. V(latency.p99) or V(pools.0.rate) (source V(json)).
+        type: str
+      headers:
+        description: Extra HTTP headers for the JSON URL.
+        type: dict
+        default: {}
+      token:
+        description: Bearer token sent to the JSON URL in an C(Authorization) header.
+        type: str
+      op:
+        description: The comparison that must hold for a sample to pass, value C(op) threshold.
+        type: str
+        required: true
+        choices: [ge, gt, le, lt]
+      threshold:
+        description: The threshold.
+        type: float
+        required: true
+      failure_limit:
+        description: How many failing samples are tolerated; one more trips the gate.
+        type: int
+        default: 0
+      inconclusive_limit:
+        description: Per-check override of O(inconclusive_limit).
+        type: int
+  interval:
+    description:
+      - Time between samples, seconds or a duration string (V(30s), V(5m), V(2h), V(7d), V(1h30m)).
+      - Must be greater than zero and not longer than O(duration).
+    type: raw
+    required: true
+  duration:
+    description:
+      - Length of the bake (seconds or a duration string). Samples are taken at the start of the bake and then
+        every O(interval) up to O(duration), that is C(floor(duration/interval) + 1) samples.
+    type: raw
+    required: true
+  initial_delay:
+    description: Wait before the first sample (seconds or a duration string), e.g. for rate windows to fill.
+    type: raw
+    default: 0
+  inconclusive_limit:
+    description:
+      - How many inconclusive samples each check tolerates; one more ends the bake as C(inconclusive) (failed).
+      - The default V(0) is fail-closed, like Argo Rollouts; raise it to ride out scrape hiccups on long bakes.
+    type: int
+    default: 0
+  min_requests:
+    description:
+      - The canary's request count over the bake and the minimum that makes a verdict meaningful. Evaluated at
+        the end; fewer requests (or no data) make the verdict C(inconclusive).
+    type: dict
+    suboptions:
+      query:
+        description: PromQL returning one number, e.g. V(sum(increase(cohort_discovery_requests_total{variant="ultra_fast"}[2h]\))).
+        type: str
+        required: true
+      threshold:
+        description: Minimum value of O(min_requests.query).
+        type: float
+        required: true
+  phase:
+    description: Name of the phase (V(canary), V(ramp), ...); the key of its record in the report.
+    type: str
+    required: true
+  report_path:
+    description:
+      - Rollout report (JSON) on the controller. The phase record is written at the start, after every sample
+        and at the end, atomically (mode 0600); other phases and other keys of this phase are kept.
+      - Not written in check mode. Omit to write no report.
+    type: path
+  max_runtime:
+    description:
+      - Cap on the task's wall time (seconds or a duration string). Reaching it ends the bake as C(inconclusive).
+      - Defaults to O(initial_delay) + O(duration) + max(60s, O(interval)).
+    type: raw
+  extra_report:
+    description: Keys deep-merged into this phase's record in the report, for example the phase's weights.
+    type: dict
+    default: {}
+attributes:
+  action:
+    support: full
+    description: An action plugin; it runs on the controller.
+  check_mode:
+    support: full
+    description: Rehearsal over past data with range queries; nothing is written.
+  diff_mode:
+    support: none
+    description: Nothing to diff; the report is a record, not managed state.
+  platform:
+    support: full
+    platforms: all
+    description: Runs on the controller whatever the target platform.
+notes:
+  - >-
+    Each sample prints a line such as
+    C([canary 14:02:05 3/25] error_rate=0.0021 <0.01 ok | latency_p99_ms=none <200 no data).
+  - The report is strict JSON (no NaN); a non-finite or missing value is C(null) with a C(note).
+seealso:
+  - name: Gate semantics
+    description: docs/gates.md in this collection.
+    link: https://example.invalid/cohort/rollout/docs/gates.md
+'''
+
+EXAMPLES = r'''
+- name: Bake the canary for 2 hours under the runbook's gates
+  cohort.rollout.metric_gate:
+    prometheus_url: "{{ prometheus_url }}"
+    phase: canary
+    report_path: "{{ rollout_report_path }}"
+    interval: 5m
+    duration: 2h
+    initial_delay: 1m
+    inconclusive_limit: 1
+    checks:
+      - name: error_rate
+        query: cohort_discovery_error_rate{variant="ultra_fast"}
+        op: lt
+        threshold: 0.01
+      - name: latency_p99_ms
+        query: cohort_discovery_latency_p99{variant="ultra_fast"}
+        op: lt
+        threshold: 200
+      - name: memory_bytes
+        query: max(process_memory_usage_bytes{variant="ultra_fast"})
+        op: lt
+        threshold: 1073741824
+      - name: lb_error_rate
+        source: json
+        url: "{{ lb_api_url }}/metrics"
+        path: errorRate
+        token: "{{ lb_api_token }}"
+        op: lt
+        threshold: 0.01
+    min_requests:
+      query: sum(increase(cohort_discovery_requests_total{variant="ultra_fast"}[2h]))
+      threshold: 100
+    extra_report:
+      weights:
+        original: 0.99
+        ultra_fast: 0.01
+
+- name: Rehearse the ramp gates over the last 4 hours (check mode, nothing written)
+  cohort.rollout.metric_gate:
+    prometheus_url: "{{ prometheus_url }}"
+    phase: ramp
+    interval: 5m
+    duration: 4h
+    checks:
+      - name: error_rate
+        query: cohort_discovery_error_rate{variant="ultra_fast"}
+        op: lt
+        threshold: 0.005
+  check_mode: true
+  register: ramp_rehearsal
+'''
+
+RETURN = r'''
+verdict:
+  description: C(passed), C(failed) (a gate tripped, or a query is invalid) or C(inconclusive).
+  returned: when not in check mode
+  type: str
+  sample: failed
+reasons:
+  description: Why the verdict is not C(passed) (empty when passed).
+  returned: when not in check mode
+  type: list
+  elements: str
+  sample: ["gate error_rate tripped in phase canary: error_rate=0.05, not < 0.01 (threshold), sampled at 2026-11-26T14:02:05Z"]
+samples:
+  description: Every sample taken, with each check's value (null when not finite), status and note.
+  returned: when not in check mode
+  type: list
+  elements: dict
+  sample: [{"n": 1, "at": "2026-11-26T14:00:05Z", "values": {"error_rate": {"value": 0.002, "status": "pass"}}}]
+checks:
+  description: Per gate summary - passes, failures, inconclusive, the worst and the last finite value, op, threshold.
+  returned: when not in check mode
+  type: dict
+  sample: {"error_rate": {"passes": 24, "failures": 0, "inconclusive": 1, "worst": 0.004, "op": "lt", "threshold": 0.01}}
+min_requests:
+  description: The request count at the end of the bake against its threshold.
+  returned: when O(min_requests) is set and the bake ran to the end
+  type: dict
+  sample: {"value": 5321.0, "threshold": 100.0, "status": "pass"}
+phase:
+  description: The phase name.
+  returned: always
+  type: str
+  sample: canary
+started_at:
+  description: Start of the bake, ISO-8601 UTC.
+  returned: when not in check mode
+  type: str
+  sample: "2026-11-26T14:00:00Z"
+ended_at:
+  description: End of the bake, ISO-8601 UTC.
+  returned: when not in check mode
+  type: str
+  sample: "2026-11-26T16:00:05Z"
+report_path:
+  description: The report written.
+  returned: when O(report_path) is set and not in check mode
+  type: str
+  sample: /var/lib/rollout/report.json
+rehearsal:
+  description:
+    - Check mode only. The past window, and per gate the number of samples, passes, failures, samples with no data
+      (and why), the worst value, the first failing sample, when the gate would have tripped, and what the bake
+      would have been (C(would)).
+  returned: in check mode
+  type: dict
+  sample:
+    window: {"start": "2026-11-26T12:00:00Z", "end": "2026-11-26T14:00:00Z", "step": 300.0, "samples": 25}
+    would: failed
+    gates_with_no_data: [latency_p99_ms]
+    gates:
+      error_rate: {"samples": 25, "passed": 22, "failed": 3, "no_data": 0, "would": "failed",
+                   "would_trip_at": "2026-11-26T13:15:00Z"}
+'''
+
+from ansible.module_utils.basic import AnsibleModule
+
+from ansible_collections.cohort.rollout.plugins.module_utils.gates import (
+    ARGUMENT_SPEC, MUTUALLY_EXCLUSIVE, REQUIRED_TOGETHER,
+)
+
+
+def main():
+    module = AnsibleModule(argument_spec=ARGUMENT_SPEC, mutually_exclusive=MUTUALLY_EXCLUSIVE,
+                           required_together=REQUIRED_TOGETHER, supports_check_mode=True)
+    module.fail_json(msg='cohort.rollout.metric_gate runs on the controller as an action plugin; '
+                         'this module file holds its documentation only and does nothing on a target.')
+
+
+if __name__ == '__main__':
+    main()

@@ -1,0 +1,266 @@
+#!/usr/bin/python
+# -*- coding: utf-8 -*-
+# Copyright: cohort.rollout contributors
+# Apache License 2.0 (see galaxy.yml)
+from __future__ import annotations
+
+DOCUMENTATION = r"""
+---
+module: rollout_lock
+short_description: One rollout at a time per load balancer (a lock file on the load balancer host)
+version_added: "0.1.0"
+description:
+  - Takes, keeps or releases the rollout lock of one load balancer. The lock is a JSON file on the load balancer
+    host (not on the controller), so two controllers that share nothing still exclude each other.
+  - The action plugin of the same name runs on the controller. It describes the holder (controller host name,
+    C(ansible-playbook) pid and its start time, user, phase), runs this module on the load balancer host and, when
+    the lock is held by a run of the same controller host, checks whether that run's process still exists. A lock
+    whose holder process is gone, or whose O(ttl) has expired, is reported as stale.
+  - A held lock, stale or not, is only replaced when O(break_lock=true); the previous holder is returned so that
+    the caller can record it.
+  - Acquiring a lock already held by the same run changes nothing (the phases of C(deploy.yml) share one lock).
+author:
+  - cohort.rollout contributors
+options:
+  path:
+    description:
+      - Path of the lock file on the load balancer host. Its directory must exist.
+    type: path
+    required: true
+  state:
+    description:
+      - V(present) takes the lock (or keeps it when this run holds it); V(absent) releases it when this run holds it.
+    type: str
+    choices: [present, absent]
+    default: present
+  holder:
+    description:
+      - Who takes or releases the lock. Filled in by the action plugin; C(id) identifies the run.
+    type: dict
+    required: true
+  ttl:
+    description:
+      - Seconds after which a lock counts as stale even when its holder cannot be checked (another controller).
+      - Must be positive. Use more than the longest phase.
+    type: int
+    default: 86400
+  break_lock:
+    description:
+      - Replace a lock held by another run (stale or not). Explicit only; the previous holder is returned.
+    type: bool
+    default: false
+  expected_holder:
+    description:
+      - With O(break_lock), only break the lock if it is still held by the run with this C(id) (compare and swap,
+        so a lock taken in between by a live run is not broken by accident).
+    type: str
+  stale_holder:
+    description:
+      - C(id) of a holder that the controller found dead (its process is gone). Reported back as C(stale).
+    type: str
+attributes:
+  check_mode:
+    support: full
+    details: Reports whether the lock would be taken, kept, broken or released; writes nothing.
+  diff_mode:
+    support: none
+notes:
+  - Concurrent runs on the same host are serialised with C(fcntl.flock) on C(<path>.guard); the lock file itself
+    is created with C(O_EXCL) semantics (written to a temporary file, then hard-linked into place).
+"""
+
+EXAMPLES = r"""
+- name: Take the rollout lock of the load balancer
+  cohort.rollout.rollout_lock:
+    path: /var/lib/cohort-rollout/rollout.lock
+    ttl: 28800
+  delegate_to: "{{ groups['loadbalancers'][0] }}"
+
+- name: Break a stale lock left by a killed run (explicit)
+  cohort.rollout.rollout_lock:
+    path: /var/lib/cohort-rollout/rollout.lock
+    break_lock: true
+  delegate_to: "{{ groups['loadbalancers'][0] }}"
+"""
+
+RETURN = r"""
+acquired:
+  description: Whether this run holds the lock after the task.
+  returned: always
+  type: bool
+holder:
+  description: The holder of the lock after the task (this run, or the other run that holds it).
+  returned: when a lock exists
+  type: dict
+  sample: {"id": "ctl-1:4242:1234567", "controller": "ctl-1", "pid": 4242, "user": "deploy", "phase": "canary",
+           "acquired_at": "2026-11-26T14:02:05Z", "expires_at": "2026-11-27T14:02:05Z"}
+broken:
+  description: The previous holder whose lock was broken (O(break_lock)).
+  returned: when a lock was broken
+  type: dict
+expired:
+  description: The lock found is older than its TTL.
+  returned: when held by another run
+  type: bool
+stale:
+  description: The lock found is stale (expired, or its holder process is gone according to the controller).
+  returned: when held by another run
+  type: bool
+"""
+
+import datetime
+import fcntl
+import json
+import os
+import tempfile
+import time
+
+from ansible.module_utils.basic import AnsibleModule
+
+
+def iso(epoch):
+    return datetime.datetime.fromtimestamp(epoch, datetime.timezone.utc).strftime('%Y-%m-%dT%H:%M:%SZ')
+
+
+def read_lock(path):
+    """The lock document, {} when absent, or a dict with 'corrupt' when unreadable."""
+    try:
+        with open(path, 'r', encoding='utf-8') as handle:
+            text = handle.read()
+    except FileNotFoundError:
+        return None
+    try:
+        doc = json.loads(text)
+        if not isinstance(doc, dict) or not doc.get('id'):
+            raise ValueError('not a lock document')
+        return doc
+    except ValueError:
+        return {'id': 'corrupt', 'corrupt': True, 'acquired_epoch': 0, 'expires_epoch': 0}
+
+
+def write_lock(path, doc, exclusive):
+    """Write atomically; with exclusive, fail (False) if the file appeared meanwhile."""
+    directory = os.path.dirname(os.path.abspath(path))
+    fd, tmp = tempfile.mkstemp(prefix='.rollout-lock.', dir=directory)
+    try:
+        with os.fdopen(fd, 'w', encoding='utf-8') as handle:
+            os.fchmod(handle.fileno(), 0o644)
+            json.dump(doc, handle, sort_keys=True)
+            handle.flush()
+            os.fsync(handle.fileno())
+        if exclusive:
+            try:
+                os.link(tmp, path)
+            except FileExistsError:
+                return False
+        else:
+            os.rename(tmp, path)
+            tmp = None
+        return True
+    finally:
+        if tmp and os.path.exists(tmp):
+            os.unlink(tmp)
+
+
+def describe(doc):
+    if doc.get('corrupt'):
+        return 'an unreadable lock file'
+    return 'run %s (controller %s, pid %s, user %s, phase %s) since %s' % (
+        doc.get('id'), doc.get('controller'), doc.get('pid'), doc.get('user'), doc.get('phase'),
+        doc.get('acquired_at'))
+
+
+def public(doc):
+    return dict((k, v) for k, v in doc.items() if not k.endswith('_epoch')) if doc else doc
+
+
+def run(module):
+    params = module.params
+    path = params['path']
+    holder = params['holder'] or {}
+    if not holder.get('id'):
+        module.fail_json(msg='holder.id is required (the action plugin sets it)')
+    if params['ttl'] <= 0:
+        module.fail_json(msg='ttl must be a positive number of seconds, got %s' % params['ttl'])
+    directory = os.path.dirname(os.path.abspath(path))
+    if not os.path.isdir(directory):
+        module.fail_json(msg='directory of lock %s does not exist' % path)
+    now = time.time()
+    guard = os.open(path + '.guard', os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        fcntl.flock(guard, fcntl.LOCK_EX)
+        current = read_lock(path)
+        result = dict(changed=False, path=path)
+        if params['state'] == 'absent':
+            if current is None:
+                result.update(acquired=False, msg='no lock held')
+            elif current.get('id') == holder['id'] or params['break_lock']:
+                if not module.check_mode:
+                    os.unlink(path)
+                result.update(changed=True, acquired=False, released=public(current), msg='lock released')
+            else:
+                result.update(acquired=False, holder=public(current),
+                              msg='lock is held by another run, left alone: %s' % describe(current))
+            return result
+
+        mine = dict(holder)
+        mine.update(acquired_epoch=now, expires_epoch=now + params['ttl'], acquired_at=iso(now),
+                    expires_at=iso(now + params['ttl']), lock_host=os.uname()[1])
+        if current is None:
+            if not module.check_mode and not write_lock(path, mine, exclusive=True):
+                module.fail_json(msg='lock %s appeared while taking it; retry' % path)
+            result.update(changed=True, acquired=True, holder=public(mine), msg='lock taken')
+            return result
+        if current.get('id') == holder['id']:
+            result.update(acquired=True, holder=public(current), msg='lock already held by this run')
+            return result
+        expired = now > float(current.get('expires_epoch') or 0)
+        stale = expired or bool(current.get('corrupt')) or (
+            params['stale_holder'] is not None and params['stale_holder'] == current.get('id'))
+        result.update(expired=expired, stale=stale)
+        if params['break_lock']:
+            if params['expected_holder'] and params['expected_holder'] != current.get('id'):
+                module.fail_json(msg='lock %s changed hands meanwhile (now %s); not broken'
+                                 % (path, describe(current)), holder=public(current), acquired=False, **result)
+            mine['broke'] = public(current)
+            if not module.check_mode:
+                write_lock(path, mine, exclusive=False)
+            result.update(changed=True, acquired=True, holder=public(mine), broken=public(current),
+                          msg='lock broken (was %s%s) and taken' % (describe(current), ', stale' if stale else ''))
+            return result
+        reason = ''
+        if expired:
+            reason = ' It is STALE: older than its TTL (expired %s).' % current.get('expires_at')
+        elif stale:
+            reason = ' It is STALE: its holder process is gone.'
+        module.fail_json(
+            msg='rollout lock %s is held by %s.%s To break it (only if no rollout runs): -e rollout_break_lock=true'
+                % (path, describe(current), reason),
+            acquired=False, holder=public(current), **result)
+    finally:
+        os.close(guard)
+    return None
+
+
+def main():
+    module = AnsibleModule(
+        argument_spec=dict(
+            path=dict(type='path', required=True),
+            state=dict(type='str', default='present', choices=['present', 'absent']),
+            holder=dict(type='dict', required=True),
+            ttl=dict(type='int', default=86400),
+            break_lock=dict(type='bool', default=False),
+            expected_holder=dict(type='str'),
+            stale_holder=dict(type='str'),
+        ),
+        supports_check_mode=True,
+    )
+    try:
+        result = run(module)
+    except OSError as exc:
+        module.fail_json(msg='rollout lock %s: %s' % (module.params['path'], exc))
+    module.exit_json(**result)
+
+
+if __name__ == '__main__':
+    main()

@@ -1,0 +1,31 @@
+#!/usr/bin/env bash
+# Background load through the sandbox's load balancer, managed by pidfile.
+#   scripts/load.sh start [rate] [duration]   scripts/load.sh stop
+set -euo pipefail
+cd "$(dirname "$0")/.."
+state=.sandbox/load
+mkdir -p "$state"
+url=$(.venv/bin/ansible-inventory --host lb-1 | .venv/bin/python -c 'import json,sys; print(json.load(sys.stdin)["lb_frontend_url"])' 2>/dev/null || echo http://127.0.0.1:18080)
+case "${1:-}" in
+  start)
+    rate=${2:-${LOAD_RATE:-40}}
+    duration=${3:-${LOAD_DURATION:-5400}}
+    scripts/load.sh stop
+    .venv/bin/cohort-analyzer loadgen --url "$url" --rate "$rate" --duration "$duration" \
+      --json-out "$state/summary.json" >"$state/load.log" 2>&1 &
+    echo $! > "$state/load.pid"
+    echo "load: $rate req/s to $url for up to ${duration}s (pid $(cat "$state/load.pid"), log $state/load.log)"
+    ;;
+  stop)
+    if [ -f "$state/load.pid" ]; then
+      pid=$(cat "$state/load.pid")
+      # Only signal the pid if it is still our load generator.
+      if [ -r "/proc/$pid/cmdline" ] && tr '\0' ' ' <"/proc/$pid/cmdline" | grep -q 'cohort-analyzer loadgen'; then
+        kill -TERM "$pid"
+        for _ in $(seq 50); do [ -d "/proc/$pid" ] || break; sleep 0.1; done
+      fi
+      rm -f "$state/load.pid"
+    fi
+    ;;
+  *) echo "usage: $0 start [rate] [duration] | stop" >&2; exit 2 ;;
+esac

@@ -1,0 +1,94 @@
+# -*- coding: utf-8 -*-
+# Copyright: cohort.rollout contributors
+# Apache License 2.0 (see galaxy.yml)
+"""Action plugin cohort.rollout.report: record a phase in the rollout report, on the controller.
+
+Documentation: plugins/modules/report.py. The file is written by module_utils/report.py
+(the one writer); the order rule and durations live in module_utils/phase_record.py.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+
+from ansible.errors import AnsibleActionFail
+from ansible.module_utils.common.arg_spec import ArgumentSpecValidator
+from ansible.plugins.action import ActionBase
+
+from ansible_collections.cohort.rollout.plugins.module_utils import phase_record
+from ansible_collections.cohort.rollout.plugins.module_utils.report import (
+    ReportError, read_report, update_phase,
+)
+
+ARGUMENT_SPEC = dict(
+    path=dict(type='path', required=True),
+    phase=dict(type='str', required=True),
+    data=dict(type='dict', default={}),
+    new_run=dict(type='bool', default=False),
+    phases=dict(type='dict'),
+    force=dict(type='bool', default=False),
+    timing=dict(type='dict', options=dict(
+        trip=dict(type='raw', required=True),
+        marks=dict(type='dict', default={}),
+    )),
+    stamp=dict(type='list', elements='str', default=[]),
+)
+
+
+class ActionModule(ActionBase):
+    """Record a phase in the rollout report (see the module documentation)."""
+
+    TRANSFERS_FILES = False
+    _requires_connection = False
+    _VALID_ARGS = frozenset(ARGUMENT_SPEC)
+
+    def run(self, tmp=None, task_vars=None):
+        result = super().run(tmp, task_vars)
+        del tmp
+        validated = ArgumentSpecValidator(ARGUMENT_SPEC).validate(self._task.args)
+        if validated.error_messages:
+            raise AnsibleActionFail('report: %s' % '; '.join(validated.error_messages))
+        params = validated.validated_parameters
+        path, phase = params['path'], params['phase']
+        now = time.time()
+        try:
+            report = read_report(path)
+            result['previous_report'] = None
+            if params['phases'] is not None:
+                ok, message, previous = phase_record.order_check(report, params['phases'], phase)
+                result.update(order_ok=ok, order_message=message, previous_phase=previous)
+                if not ok and not params['force']:
+                    result.update(failed=True, changed=False,
+                                  msg='refused: %s. Nothing was changed. Override with -e force_phase=true '
+                                      '(it is recorded).' % message)
+                    return result
+                result['forced'] = not ok
+            data = dict(params['data'])
+            for key in params['stamp']:
+                data[key] = phase_record.iso(now)
+                data[key.replace('_at', '') + '_epoch'] = round(now, 3)
+            if result.get('forced'):
+                data['forced'] = dict(by=task_vars.get('ansible_user_id') or os.environ.get('USER', ''),
+                                      at=phase_record.iso(now), overridden=result['order_message'])
+            if params['timing']:
+                trip = params['timing']['trip']
+                trip = now if trip == 'now' else trip
+                data['trip_at'] = phase_record.iso(phase_record.parse_time(trip))
+                data['durations'] = phase_record.durations(trip, params['timing']['marks'], now=now)
+            if self._task.check_mode:
+                result.update(changed=bool(data), phase_data=data)
+                return result
+            if params['new_run'] and os.path.exists(path) and report:
+                target = phase_record.archive_path(path, now)
+                os.makedirs(os.path.dirname(target), mode=0o700, exist_ok=True)
+                os.rename(path, target)
+                result['archived_to'] = target
+            if not data and not result.get('archived_to'):
+                result.update(changed=False, phase_data=report.get(phase, {}))
+                return result
+            doc = update_phase(path, phase, data)
+        except (ReportError, phase_record.RecordError, OSError) as exc:
+            raise AnsibleActionFail('report: %s' % exc)
+        result.update(changed=True, phase_data=doc.get(phase, {}), written=data, path=path)
+        return result

@@ -1,0 +1,310 @@
+"""Unit tests of the rollout spec filters: merge, validation with paths, gate checks, rules, dashboard."""
+import copy
+import math
+import os
+
+import pytest
+import yaml
+
+from ansible_collections.cohort.rollout.plugins.filter import rollout
+from ansible_collections.cohort.rollout.plugins.filter.rollout import SpecError
+
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))))
+
+
+def _load(*parts):
+    with open(os.path.join(ROOT, *parts)) as f:
+        return yaml.safe_load(f)
+
+
+DEFAULTS = _load('playbooks', 'group_vars', 'all', 'rollout_spec.yml')['rollout_spec_defaults']
+SANDBOX = _load('inventories', 'local', 'group_vars', 'all', 'rollout.yml')['rollout_spec_overrides']
+
+
+def spec(overrides=None):
+    return rollout.rollout_spec(copy.deepcopy(DEFAULTS), overrides)
+
+
+def error_of(overrides):
+    with pytest.raises(SpecError) as exc:
+        spec(overrides)
+    return str(exc.value)
+
+
+# --- the defaults are the runbook's numbers ------------------------------------------------
+
+def test_defaults_are_the_runbook():
+    s = spec()
+    assert s['phase_order'] == ['canary', 'ramp', 'rollout']
+    assert [s['phases'][p]['weight'] for p in s['phase_order']] == [0.01, 0.10, 1.0]
+    assert [s['phases'][p]['bake_seconds'] for p in s['phase_order']] == [7200, 14400, 7 * 86400]
+    canary = {c['name']: c['threshold'] for c in rollout.gate_checks(s, 'canary')}
+    assert canary == {'error_rate': 0.01, 'latency_p99_ms': 200, 'memory_bytes': 1 << 30, 'user_error_rate': 0}
+    ramp = {c['name']: c['threshold'] for c in rollout.gate_checks(s, 'ramp')}
+    assert ramp == {'error_rate': 0.005, 'latency_p99_ms': 200, 'memory_bytes': 1.5 * (1 << 30),
+                    'db_query_p99_ms': 50, 'cache_hit_rate': 0.70}
+    alerts = {n: (a['threshold'], a['severity']) for n, a in s['alerts'].items()}
+    assert alerts == {'HighErrorRate': (0.005, 'warning'), 'HighLatency': (200, 'critical'),
+                      'MemorySpiking': (2 << 30, 'warning')}
+
+
+# --- merge -----------------------------------------------------------------------------------
+
+def test_sandbox_override_changes_durations_only():
+    base, sandbox = spec(), spec(SANDBOX)
+    assert sandbox['rate_window'] == '30s'
+    assert sandbox['phases']['canary']['bake_seconds'] == 20
+    assert sandbox['phases']['ramp']['interval_seconds'] == 5
+
+    def thresholds(s):
+        return {(p, g): c['threshold'] for p in s['phase_order']
+                for g, c in s['phases'][p]['gates'].items()}, {p: s['phases'][p]['weight'] for p in s['phase_order']}
+    assert thresholds(base) == thresholds(sandbox)
+    assert {n: a['threshold'] for n, a in base['alerts'].items()} == {n: a['threshold'] for n, a in sandbox['alerts'].items()}
+
+
+def test_deep_merge_keeps_siblings_and_null_removes():
+    s = spec({'phases': {'ramp': {'gates': {'cache_hit_rate': None, 'error_rate': {'threshold': 0.004}}}}})
+    gates = s['phases']['ramp']['gates']
+    assert 'cache_hit_rate' not in gates
+    assert gates['error_rate']['threshold'] == 0.004
+    assert gates['latency_p99_ms']['threshold'] == 200
+    assert s['phases']['ramp']['weight'] == 0.10
+
+
+def test_merge_does_not_modify_its_inputs():
+    defaults, overrides = copy.deepcopy(DEFAULTS), {'phases': {'canary': {'bake': '1m'}}}
+    rollout.rollout_spec(defaults, overrides)
+    assert defaults == DEFAULTS and overrides == {'phases': {'canary': {'bake': '1m'}}}
+
+
+def test_no_overrides_variants():
+    assert spec(None) == spec({}) == spec('')
+
+
+# --- validation names the path -----------------------------------------------------------------
+
+def test_threshold_wrong_type_names_the_path():
+    msg = error_of({'phases': {'ramp': {'gates': {'error_rate': {'threshold': 'abc'}}}}})
+    assert "rollout_spec.phases.ramp.gates.error_rate.threshold: expected a number, got 'abc'" in msg
+
+
+@pytest.mark.parametrize('value', [True, None, [1], float('nan'), float('inf')])
+def test_threshold_not_a_finite_number(value):
+    overrides = {'phases': {'ramp': {'gates': {'error_rate': {'threshold': value}}}}}
+    if value is None:  # null removes the key: the threshold is then missing
+        assert 'rollout_spec.phases.ramp.gates.error_rate.threshold: is required' in error_of(overrides)
+    else:
+        assert 'rollout_spec.phases.ramp.gates.error_rate.threshold: expected a number' in error_of(overrides)
+
+
+def test_unknown_gate_name():
+    msg = error_of({'phases': {'canary': {'gates': {'eror_rate': {'threshold': 0.01}}}}})
+    assert "rollout_spec.phases.canary.gates.eror_rate: unknown gate 'eror_rate'" in msg
+    assert 'error_rate' in msg  # the catalog is listed
+
+
+def test_phase_without_gates():
+    assert 'rollout_spec.phases.canary.gates: a phase needs at least one gate' in error_of(
+        {'phases': {'canary': {'gates': {'error_rate': None, 'latency_p99_ms': None,
+                                         'memory_bytes': None, 'user_error_rate': None}}}})
+    assert 'rollout_spec.phases.hotfix.gates: is required' in error_of(
+        {'phases': {'hotfix': {'order': 9, 'weight': 0.5, 'bake': '1h', 'interval': '5m'}}})
+
+
+@pytest.mark.parametrize('weight', [-0.1, 1.5, '0.5'])
+def test_weight_outside_unit_interval(weight):
+    assert 'rollout_spec.phases.ramp.weight: expected a number' in error_of({'phases': {'ramp': {'weight': weight}}})
+
+
+@pytest.mark.parametrize('path,value', [
+    (('phases', 'canary', 'bake'), '2 hours'),
+    (('phases', 'canary', 'bake'), '0s'),
+    (('phases', 'ramp', 'interval'), -5),
+    (('phases', 'ramp', 'initial_delay'), 'soon'),
+    (('rate_window',), '1 minute'),
+    (('alerts', 'HighLatency', 'for'), '5 min'),
+    (('phases', 'rollout', 'gates', 'error_rate', 'sustain'), 'an hour'),
+])
+def test_bad_durations(path, value):
+    overrides = value
+    for key in reversed(path):
+        overrides = {key: overrides}
+    assert 'rollout_spec.%s: expected a' % '.'.join(path) in error_of(overrides)
+
+
+def test_unknown_keys_are_typos():
+    msg = error_of({'phases': {'ramp': {'gates': {'error_rate': {'treshold': 0.1}}}}})
+    assert 'rollout_spec.phases.ramp.gates.error_rate.treshold: unknown key' in msg
+
+
+def test_bad_op_unit_action_severity_and_alert_gate():
+    msg = error_of({
+        'gates': {'error_rate': {'op': 'below', 'unit': 'furlongs'}},
+        'phases': {'rollout': {'gates': {'error_rate': {'action': 'panic'}}}},
+        'alerts': {'HighLatency': {'severity': 'page'}, 'Nope': {'gate': 'nope', 'op': 'gt', 'threshold': 1,
+                                                                  'severity': 'warning'}},
+    })
+    for needle in ("rollout_spec.gates.error_rate.op: expected one of lt, le, gt, ge, got 'below'",
+                   'rollout_spec.gates.error_rate.unit: expected one of',
+                   "rollout_spec.phases.rollout.gates.error_rate.action: expected one of rollback, investigate",
+                   "rollout_spec.alerts.HighLatency.severity: expected one of",
+                   "rollout_spec.alerts.Nope.gate: unknown gate 'nope'"):
+        assert needle in msg
+
+
+def test_duplicate_order_and_same_variants():
+    msg = error_of({'phases': {'ramp': {'order': 1}}, 'candidate': 'original'})
+    assert 'rollout_spec.phases.ramp.order: order 1 is also used by phase canary' in msg
+    assert 'rollout_spec.candidate: must differ from baseline' in msg
+
+
+def test_every_error_is_reported_at_once():
+    msg = error_of({'phases': {'ramp': {'weight': 2, 'gates': {'error_rate': {'threshold': 'x'}}}}})
+    assert 'phases.ramp.weight' in msg and 'phases.ramp.gates.error_rate.threshold' in msg
+
+
+def test_overrides_must_be_a_mapping():
+    with pytest.raises(SpecError, match='rollout_spec_overrides: expected a mapping'):
+        rollout.rollout_spec(copy.deepcopy(DEFAULTS), ['phases'])
+
+
+# --- gate_checks --------------------------------------------------------------------------------
+
+def test_gate_checks_shape_and_queries():
+    checks = rollout.gate_checks(spec(), 'canary')
+    assert [c['name'] for c in checks] == ['error_rate', 'latency_p99_ms', 'memory_bytes', 'user_error_rate']
+    for c in checks:
+        assert set(c) == {'name', 'query', 'op', 'threshold', 'failure_limit'}
+        assert c['query'].endswith('{variant="ultra_fast"}')
+    by_name = {c['name']: c for c in checks}
+    assert by_name['error_rate']['query'] == 'cohort_discovery_error_rate{variant="ultra_fast"}'
+    assert by_name['user_error_rate']['query'] == 'cohort_lb_user_error_rate{variant="ultra_fast"}'
+    assert by_name['user_error_rate']['op'] == 'le'
+
+
+def test_sustain_becomes_failure_limit():
+    runbook = {c['name']: c for c in rollout.gate_checks(spec(), 'rollout')}
+    assert runbook['error_rate']['failure_limit'] == 12          # 1h sustain / 5m samples
+    assert runbook['cache_hit_rate']['failure_limit'] == 0
+    sandbox = {c['name']: c for c in rollout.gate_checks(spec(SANDBOX), 'rollout')}
+    assert sandbox['error_rate']['failure_limit'] == math.ceil(15 / 5)
+
+
+def test_gate_checks_details_and_unknown_phase():
+    detailed = rollout.gate_checks(spec(), 'rollout', details=True)
+    err = [c for c in detailed if c['name'] == 'error_rate'][0]
+    assert err['action'] == 'investigate' and err['sustain'] == '1h' and err['unit'] == 'ratio'
+    with pytest.raises(SpecError, match="unknown phase 'bogus'"):
+        rollout.gate_checks(spec(), 'bogus')
+
+
+def test_gate_checks_validates_a_raw_spec():
+    raw = copy.deepcopy(DEFAULTS)
+    raw['phases']['canary']['gates']['error_rate']['threshold'] = 'abc'
+    with pytest.raises(SpecError, match=r'phases\.canary\.gates\.error_rate\.threshold'):
+        rollout.gate_checks(raw, 'canary')
+
+
+def test_gate_checks_are_accepted_by_metric_gate():
+    """The checks and min_requests pass cohort.rollout.metric_gate's own argument validation."""
+    gates = pytest.importorskip('ansible_collections.cohort.rollout.plugins.module_utils.gates')
+    from ansible.module_utils.common.arg_spec import ArgumentSpecValidator
+    s = spec(SANDBOX)
+    for phase in s['phase_order']:
+        p = s['phases'][phase]
+        params = {'checks': rollout.gate_checks(s, phase), 'interval': p['interval'], 'duration': p['bake'],
+                  'initial_delay': p['initial_delay'], 'phase': phase, 'prometheus_url': 'http://127.0.0.1:9',
+                  'min_requests': rollout.gate_min_requests(s, phase)}
+        result = ArgumentSpecValidator(gates.ARGUMENT_SPEC).validate(params)
+        assert not result.error_messages, result.error_messages
+        normalized = gates.normalize_spec(result.validated_parameters)
+        assert [c['name'] for c in normalized['checks']] == [c['name'] for c in params['checks']]
+
+
+def test_min_requests():
+    mr = rollout.gate_min_requests(spec(SANDBOX), 'canary')
+    assert mr == {'query': 'sum(increase(cohort_discovery_requests_total{variant="ultra_fast"}[5s]))', 'threshold': 20}
+    assert rollout.gate_min_requests(spec({'phases': {'ramp': {'min_requests': 0}}}), 'ramp') is None
+
+
+# --- durations ----------------------------------------------------------------------------------
+
+@pytest.mark.parametrize('text,seconds', [('30s', 30), ('5m', 300), ('1h30m', 5400), ('7d', 604800),
+                                          ('250ms', 0.25), (45, 45), (1.5, 1.5)])
+def test_duration_seconds(text, seconds):
+    assert rollout.duration_seconds(text) == seconds
+
+
+@pytest.mark.parametrize('seconds,text', [(0, '0s'), (30, '30s'), (5400, '1h30m'), (604800, '7d'), (0.25, '250ms')])
+def test_prometheus_duration(seconds, text):
+    assert rollout.prometheus_duration(seconds) == text
+
+
+# --- rules and dashboard come from the same numbers -------------------------------------------------
+
+def _alert(s, name):
+    return [r for r in rollout.alert_rules(s) if r['alert'] == name][0]
+
+
+def _panel(s, title):
+    return [p for p in rollout.grafana_dashboard(s)['panels'] if p['title'] == title][0]
+
+
+def test_one_threshold_changes_gate_alert_and_dashboard_together():
+    before, after = spec(), spec({'phases': {'canary': {'gates': {'error_rate': {'threshold': 0.02}}}}})
+    gate = {c['name']: c['threshold'] for c in rollout.gate_checks(after, 'canary')}
+    assert gate['error_rate'] == 0.02
+    assert _alert(before, 'CanaryGateErrorRate')['expr'].startswith('(cohort_discovery_error_rate{variant="ultra_fast"}) >= 0.01 ')
+    assert _alert(after, 'CanaryGateErrorRate')['expr'].startswith('(cohort_discovery_error_rate{variant="ultra_fast"}) >= 0.02 ')
+
+    def steps(s):
+        return [st['value'] for st in _panel(s, 'Error Rate')['fieldConfig']['defaults']['thresholds']['steps']]
+    assert 0.01 in steps(before) and 0.01 not in steps(after) and 0.02 in steps(after)
+    # Nothing else moved.
+    assert rollout.gate_checks(before, 'ramp') == rollout.gate_checks(after, 'ramp')
+    assert _alert(before, 'HighErrorRate') == _alert(after, 'HighErrorRate')
+
+
+def test_runbook_alert_thresholds_follow_the_spec():
+    s = spec({'alerts': {'HighLatency': {'threshold': 180}}})
+    assert _alert(s, 'HighLatency')['expr'] == 'cohort_discovery_latency_p99 > 180'
+    assert _alert(s, 'HighLatency')['labels']['severity'] == 'critical'
+    assert 180 in [st['value'] for st in _panel(s, 'P99 Latency')['fieldConfig']['defaults']['thresholds']['steps']]
+
+
+def test_one_alert_per_phase_gate():
+    s = spec()
+    names = [r['alert'] for r in rollout.alert_rules(s)]
+    assert names[:3] == ['HighErrorRate', 'HighLatency', 'MemorySpiking']
+    expected = sum(len(s['phases'][p]['gates']) for p in s['phase_order'])
+    assert len(names) == 3 + expected and len(set(names)) == len(names)
+    rollout_err = _alert(s, 'RolloutGateErrorRate')
+    assert rollout_err['for'] == '1h' and rollout_err['labels']['severity'] == 'warning'
+    assert rollout_err['labels']['action'] == 'investigate'
+
+
+def test_phase_bands_split_at_midpoints():
+    s = spec()
+    assert rollout.phase_active_expr(s, 'canary').endswith('> 0) <= 0.055')
+    assert rollout.phase_active_expr(s, 'ramp').endswith('> 0.055) <= 0.55')
+    assert rollout.phase_active_expr(s, 'rollout') == 'cohort_lb_traffic_weight_share{variant="ultra_fast"} > 0.55'
+
+
+def test_recording_rules_use_the_rate_window():
+    rules = rollout.prometheus_recording_rules(spec(SANDBOX))['groups'][0]['rules']
+    names = [r['record'] for r in rules]
+    for needed in ('cohort_discovery_latency_p99', 'cohort_discovery_latency_p999', 'cohort_discovery_requests_per_second',
+                   'cohort_discovery_error_rate', 'cache_hit_rate', 'process_memory_usage_bytes', 'process_cpu_percent',
+                   'db_connection_pool_utilization', 'db_query_latency_p99', 'cohort_discovery_learners_per_second'):
+        assert needed in names
+    assert all('[1m]' not in r['expr'] for r in rules)
+    assert any('[30s]' in r['expr'] for r in rules)
+
+
+def test_every_gate_metric_is_recorded():
+    s = spec()
+    recorded = {r for r, _ in rollout.recording_rules(s)}
+    assert {g['metric'] for g in s['gates'].values()} <= recorded
+    panel_metrics = {m for _, m, _, _ in rollout.DASHBOARD_PANELS + rollout.LB_PANELS}
+    assert panel_metrics <= recorded
