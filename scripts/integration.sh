@@ -13,6 +13,7 @@ cleanup() {
   scripts/load.sh stop || true
   make --no-print-directory sandbox-down >"$state/sandbox-down.log" 2>&1 || {
     echo "sandbox-down failed, see $state/sandbox-down.log" >&2; rc=1; }
+  scripts/check_leftovers.sh || rc=1
   exit $rc
 }
 trap cleanup EXIT

@@ -1,6 +1,6 @@
 # -*- coding: utf-8 -*-
 # Copyright: cohort.rollout contributors
-# Apache License 2.0 (see galaxy.yml)
+# GNU General Public License v3.0+ (see COPYING or https://www.gnu.org/licenses/gpl-3.0.txt)
 """Action plugin cohort.rollout.metric_gate: bake a phase under metric gates, on the controller.
 
 Documentation: plugins/modules/metric_gate.py (``ansible-doc cohort.rollout.metric_gate``).

@@ -1,6 +1,6 @@
 # -*- coding: utf-8 -*-
 # Copyright: cohort.rollout contributors
-# Apache License 2.0 (see galaxy.yml)
+# GNU General Public License v3.0+ (see COPYING or https://www.gnu.org/licenses/gpl-3.0.txt)
 """Action plugin cohort.rollout.notify: post a rollout event to a webhook (Slack-style JSON), on the controller.
 
 Documentation: plugins/modules/notify.py. Escalation levels: module_utils/phase_record.py.

@@ -1,6 +1,6 @@
 # -*- coding: utf-8 -*-
 # Copyright: cohort.rollout contributors
-# Apache License 2.0 (see galaxy.yml)
+# GNU General Public License v3.0+ (see COPYING or https://www.gnu.org/licenses/gpl-3.0.txt)
 """Action plugin cohort.rollout.report: record a phase in the rollout report, on the controller.
 
 Documentation: plugins/modules/report.py. The file is written by module_utils/report.py

@@ -1,6 +1,6 @@
 # -*- coding: utf-8 -*-
 # Copyright: cohort.rollout contributors
-# Apache License 2.0 (see galaxy.yml)
+# GNU General Public License v3.0+ (see COPYING or https://www.gnu.org/licenses/gpl-3.0.txt)
 """Action plugin cohort.rollout.rollout_lock: identify this run on the controller, lock on the LB host.
 
 Documentation: plugins/modules/rollout_lock.py. The lock file lives on the load

@@ -1,6 +1,6 @@
 # -*- coding: utf-8 -*-
 # Copyright: cohort.rollout contributors
-# Apache License 2.0 (see galaxy.yml)
+# GNU General Public License v3.0+ (see COPYING or https://www.gnu.org/licenses/gpl-3.0.txt)
 """Gate evaluation: pure logic, no HTTP and no Ansible at run time.
 
 A gate run ("bake") takes samples every ``interval`` for ``duration`` after an

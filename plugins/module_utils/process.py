@@ -1,6 +1,6 @@
 # -*- coding: utf-8 -*-
 # Copyright: cohort.rollout contributors
-# Apache License 2.0 (see galaxy.yml)
+# GNU General Public License v3.0+ (see COPYING or https://www.gnu.org/licenses/gpl-3.0.txt)
 """Pidfile-managed background processes on Linux hosts without systemd.
 
 The logic behind ``cohort.rollout.daemon``, kept free of AnsibleModule so it

@@ -1,6 +1,6 @@
 # -*- coding: utf-8 -*-
 # Copyright: cohort.rollout contributors
-# Apache License 2.0 (see galaxy.yml)
+# GNU General Public License v3.0+ (see COPYING or https://www.gnu.org/licenses/gpl-3.0.txt)
 """Pipelined Redis cache warm-up, shared by the cache_warm module and bench/cache_warm_bench.py.
 
 The key and value format is not defined here: keys come from ``cohort_analyzer.cache.cache_key`` and

@@ -1,6 +1,6 @@
 # -*- coding: utf-8 -*-
 # Copyright: cohort.rollout contributors
-# Apache License 2.0 (see galaxy.yml)
+# GNU General Public License v3.0+ (see COPYING or https://www.gnu.org/licenses/gpl-3.0.txt)
 """The one writer of the rollout report (JSON, one key per phase).
 
 ``update_phase(path, phase, data)`` deep-merges ``data`` into ``report[phase]``

@@ -1,6 +1,6 @@
 # -*- coding: utf-8 -*-
 # Copyright: cohort.rollout contributors
-# Apache License 2.0 (see galaxy.yml)
+# GNU General Public License v3.0+ (see COPYING or https://www.gnu.org/licenses/gpl-3.0.txt)
 """Traffic split math and the one routine that applies a split to a load balancer.
 
 Shares of pools (``{"original": 0.99, "ultra_fast": 0.01}``) become integer

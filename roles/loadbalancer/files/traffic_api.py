@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 # -*- coding: utf-8 -*-
 # Copyright: cohort.rollout contributors
-# Apache License 2.0 (see galaxy.yml)
+# GNU General Public License v3.0+ (see COPYING or https://www.gnu.org/licenses/gpl-3.0.txt)
 """The runbook's load balancer API, in front of HAProxy's admin socket.
 
     POST /config/traffic-weights   {"original": 0.99, "ultra_fast": 0.01}  (JSON whatever the Content-Type;

@@ -144,44 +144,47 @@ def pg_dsn(tmp_path_factory):
         pytest.skip("PostgreSQL server binaries (initdb, postgres) not installed")
     pytest.importorskip("psycopg", reason="psycopg not installed (pip install 'cohort-analyzer[postgres]')")
     initdb, postgres = binaries
-    # Not under pytest's tmp dir: that is root-only (0700), and the server runs as nobody when we are root.
-    workdir = pathlib.Path(tempfile.mkdtemp(prefix="cohort-analyzer-pg-"))
-    # PostgreSQL refuses to run as root: drop to nobody for the server (setpriv execs, so Popen is postgres).
-    prefix: list[str] = []
-    if os.geteuid() == 0:
-        os.chown(workdir, 65534, 65534)
-        prefix = ["setpriv", "--reuid", "65534", "--regid", "65534", "--clear-groups"]
-    data = str(workdir / "data")
-    init = subprocess.run([*prefix, initdb, "-D", data, "-A", "trust", "-U", "postgres", "--no-sync", "-E", "UTF8"],
-                          capture_output=True, text=True, cwd=str(workdir), check=False)
-    if init.returncode:
-        shutil.rmtree(workdir, ignore_errors=True)
-        pytest.fail(f"initdb failed: {init.stderr}")
     port = 28102
     with socket.socket() as sock:
         try:
             sock.bind(("127.0.0.1", port))
         except OSError:
             pytest.fail(f"port {port} is taken: cannot start the test postgres")
-    proc = subprocess.Popen([*prefix, postgres, "-D", data, "-p", str(port), "-k", str(workdir),
-                             "-c", "listen_addresses=127.0.0.1", "-c", "fsync=off"],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, cwd=str(workdir))
-    import psycopg
+    # Not under pytest's tmp dir: that is root-only (0700), and the server runs as nobody when we are root.
+    workdir = pathlib.Path(tempfile.mkdtemp(prefix="cohort-analyzer-pg-"))
+    proc = None
+    try:
+        # PostgreSQL refuses to run as root: drop to nobody for the server (setpriv execs: Popen is postgres).
+        prefix: list[str] = []
+        if os.geteuid() == 0:
+            os.chown(workdir, 65534, 65534)
+            prefix = ["setpriv", "--reuid", "65534", "--regid", "65534", "--clear-groups"]
+        data = str(workdir / "data")
+        init = subprocess.run([*prefix, initdb, "-D", data, "-A", "trust", "-U", "postgres", "--no-sync", "-E", "UTF8"],
+                              capture_output=True, text=True, cwd=str(workdir), check=False)
+        if init.returncode:
+            pytest.fail(f"initdb failed: {init.stderr}")
+        proc = subprocess.Popen([*prefix, postgres, "-D", data, "-p", str(port), "-k", str(workdir),
+                                 "-c", "listen_addresses=127.0.0.1", "-c", "fsync=off"],
+                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, cwd=str(workdir))
+        import psycopg
 
-    dsn = f"postgresql://postgres@127.0.0.1:{port}/postgres"
-    deadline = time.monotonic() + 20
-    while True:
-        try:
-            psycopg.connect(dsn, connect_timeout=1).close()
+        dsn = f"postgresql://postgres@127.0.0.1:{port}/postgres"
+        deadline = time.monotonic() + 20
+        while True:
+            try:
+                psycopg.connect(dsn, connect_timeout=1).close()
+            except psycopg.OperationalError:
+                if time.monotonic() > deadline or proc.poll() is not None:
+                    pytest.fail(f"postgres did not start on {port}")
+                time.sleep(0.2)
+                continue
             if proc.poll() is not None:  # someone else's server answered
                 pytest.fail(f"our postgres exited ({proc.returncode}) but {dsn} answers")
             break
-        except psycopg.OperationalError:
-            if time.monotonic() > deadline or proc.poll() is not None:
-                stop(proc)
-                pytest.fail("postgres did not start on 28102")
-            time.sleep(0.2)
-    ensure_database(dsn, SMALL_LEARNERS, SMALL_SEED)
-    yield dsn
-    stop(proc)
-    shutil.rmtree(workdir, ignore_errors=True)
+        ensure_database(dsn, SMALL_LEARNERS, SMALL_SEED)
+        yield dsn
+    finally:
+        if proc is not None:
+            stop(proc)
+        shutil.rmtree(workdir, ignore_errors=True)
