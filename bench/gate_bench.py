@@ -4,7 +4,7 @@
    median / p95 / max over --samples samples.
 2. Trip latency: an ansible-playbook run bakes with --interval; once its first sample is printed the
    exporter's gauge goes above the threshold; latency = from the moment the failing value is visible
-   in Prometheus (polled every 20 ms) to the task returning (its verdict line, and the process exit).
+   in Prometheus (polled every 100 ms) to the task returning (its verdict line, and the process exit).
 
 Ports 28420 (Prometheus) and 28421 (exporter), loopback only.
 Run: .venv/bin/python bench/gate_bench.py   (about a minute)

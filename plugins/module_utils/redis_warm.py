@@ -179,8 +179,7 @@ class Warmer(object):
         others count as skipped).
         """
         if self.force:
-            for ids in learner_sets:
-                yield ids
+            yield from learner_sets
             return
         conn = _Conn(self.client)
         try:
@@ -197,7 +196,7 @@ class Warmer(object):
                     unique.append(ids)
                 try:
                     conn.send(b''.join([pack_ttl(key) for key in keys]))
-                    ttls = [conn.read() for _ in keys]
+                    ttls = [conn.read() for _key in keys]
                 except (self.redis.RedisError, OSError) as exc:
                     raise self._fail('checking which keys are fresh', exc)
                 conn.clean = True

@@ -25,7 +25,7 @@ description:
   - A warm-up that stops half way (Redis down, a bad learner set found late in a file) fails the task, with the
     counts of what was written before it stopped.
 author:
-  - cohort.rollout contributors
+  - cohort.rollout contributors (@cohort)
 requirements:
   - cohort-analyzer (the reference analyzer package, C(apps/cohort_analyzer))
   - redis (redis-py)
@@ -117,9 +117,10 @@ options:
     default: 10.0
 attributes:
   check_mode:
+    description: Checks which keys are fresh and computes the values, writes nothing, and reports what would be written.
     support: full
-    details: Checks which keys are fresh and computes the values, writes nothing, and reports what would be written.
   diff_mode:
+    description: Not supported; the counts in the result say what changed.
     support: none
 notes:
   - Idempotent. A second run within O(ttl) - O(fresh_ttl) seconds finds every key fresh and reports C(changed=false).
@@ -273,6 +274,18 @@ def learner_set_source(params):
     return loadpattern.learner_sets(**kwargs)
 
 
+def _partial(stats_or_warmer, empty):
+    """The counts of a warm-up that stopped half way; changed if anything was written."""
+    if stats_or_warmer is None:
+        result = dict(empty)
+    elif isinstance(stats_or_warmer, dict):
+        result = dict(stats_or_warmer)
+    else:
+        result = stats_or_warmer.stats()
+    result['changed'] = result.get('keys_written', 0) > 0
+    return result
+
+
 def main():
     module = AnsibleModule(
         argument_spec=dict(
@@ -330,12 +343,9 @@ def main():
                         force=params['force'], check_mode=module.check_mode)
         stats = warmer.write(iter_entries(warmer.stale_sets(sets, cache_key), params['db'], params['batch_size']))
     except WarmError as exc:
-        stats = exc.stats or (warmer.stats() if warmer else empty)
-        module.fail_json(msg='cache warm-up failed: %s' % exc, **dict(stats, changed=stats.get('keys_written', 0) > 0))
+        module.fail_json(msg='cache warm-up failed: %s' % exc, **_partial(exc.stats or warmer, empty))
     except Exception as exc:  # the analyzer's errors: unknown ids, database unreachable, bad set
-        stats = warmer.stats() if warmer else empty
-        module.fail_json(msg='cache warm-up failed (%s): %s' % (type(exc).__name__, exc),
-                         **dict(stats, changed=stats.get('keys_written', 0) > 0))
+        module.fail_json(msg='cache warm-up failed (%s): %s' % (type(exc).__name__, exc), **_partial(warmer, empty))
     module.exit_json(changed=stats['keys_written'] > 0, fresh_ttl=fresh_ttl, **stats)
 
 

@@ -36,7 +36,7 @@ def test_rehearsal_on_the_sandbox_recorded_history(tmp_path):
     playbook = tmp_path / 'play.yml'
     playbook.write_text(json.dumps(play))
     proc = subprocess.run([os.path.join(BIN, 'ansible-playbook'), str(playbook)], cwd=ROOT, env=ENV,
-                          capture_output=True, text=True, timeout=120)
+                          capture_output=True, text=True, timeout=120, check=False)
     assert out.exists(), proc.stdout + proc.stderr
     result = json.loads(out.read_text())
     assert not result.get('failed'), result.get('msg')  # e.g. sandbox Prometheus unreachable

@@ -1,0 +1,277 @@
+"""The runbook's drills (issue 8, a-g) against the sandbox, with load running.
+
+Each drill runs the real playbooks (ansible-playbook subprocesses) against the real
+HAProxy, analyzers, Redis, Prometheus and Alertmanager of `make sandbox`, and checks
+the outcome from outside: the load balancer's weights API, the analyzers' pidfiles and
+ports, the report JSON and the notifications the sandbox webhook receiver got.
+
+Run: make integration  (or, with the sandbox up: pytest -q tests/integration/test_drills.py).
+The tests run in file order and each leaves the sandbox usable by the next; the module
+fixture restores the analyzers and Prometheus at the end.
+"""
+
+import json
+import os
+import re
+import signal
+import socket
+import subprocess
+import time
+import urllib.request
+
+import pytest
+
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+BIN = os.path.join(ROOT, '.venv', 'bin')
+STATE = os.path.join(ROOT, '.sandbox')
+REPORT = os.path.join(STATE, 'report.json')
+NOTIFICATIONS = os.path.join(STATE, 'notifications.jsonl')
+ENV = dict(os.environ, PATH=BIN + os.pathsep + os.environ.get('PATH', ''),
+           ANSIBLE_CONFIG=os.path.join(ROOT, 'ansible.cfg'), ANSIBLE_FORCE_COLOR='0', ANSIBLE_NOCOLOR='1')
+# Generous: the sandbox shares two cores with everything else.
+PLAY_TIMEOUT = 1500
+
+
+def playbook(name, *args, timeout=PLAY_TIMEOUT):
+    proc = subprocess.run([os.path.join(BIN, 'ansible-playbook'), 'playbooks/' + name] + list(args), cwd=ROOT,
+                          env=ENV, capture_output=True, text=True, timeout=timeout, check=False)
+    return proc
+
+
+def recap(output):
+    """PLAY RECAP counters per host (summed over plays)."""
+    hosts = {}
+    for host, counters in re.findall(r'^(\S+)\s+:\s+(ok=.*)$', output, re.M):
+        entry = hosts.setdefault(host, {})
+        for key, value in re.findall(r'(\w+)=(\d+)', counters):
+            entry[key] = entry.get(key, 0) + int(value)
+    return hosts
+
+
+def inventory(host):
+    out = subprocess.run([os.path.join(BIN, 'ansible-inventory'), '--host', host], cwd=ROOT, env=ENV,
+                         capture_output=True, text=True, check=True).stdout
+    return json.loads(out)
+
+
+def read_report():
+    with open(REPORT, encoding='utf-8') as handle:
+        return json.load(handle)
+
+
+def notifications(since):
+    found = []
+    if not os.path.exists(NOTIFICATIONS):
+        return found
+    with open(NOTIFICATIONS, encoding='utf-8') as handle:
+        for line in handle:
+            doc = json.loads(line)
+            if doc['received_at'] >= since and doc['path'] == '/rollout':
+                found.append(doc['body']['cohort_rollout'])
+    return found
+
+
+def port_open(port):
+    with socket.socket() as sock:
+        sock.settimeout(1)
+        return sock.connect_ex(('127.0.0.1', port)) == 0
+
+
+def pid_alive(pidfile, needle):
+    """The pid in pidfile runs and its command line contains needle."""
+    try:
+        pid = int(open(pidfile).read().strip())
+        cmdline = open('/proc/%d/cmdline' % pid, 'rb').read().replace(b'\0', b' ').decode()
+    except (OSError, ValueError):
+        return None
+    return pid if needle in cmdline else None
+
+
+class Sandbox(object):
+    def __init__(self):
+        lb = inventory('lb-1')
+        self.api = lb['lb_api_url']
+        self.token = lb['lb_api_token']
+        ultra = inventory('analyzer-ultra-fast-1')
+        self.ultra_port = int(ultra['analyzer_port'])
+        self.ultra_dir = os.path.join(STATE, 'analyzer', 'analyzer-ultra-fast-1')
+        self.archive = os.path.join(STATE, 'archive')
+
+    def shares(self):
+        req = urllib.request.Request(self.api + '/config/traffic-weights',
+                                     headers={'Authorization': 'Bearer ' + self.token})
+        with urllib.request.urlopen(req, timeout=10) as resp:
+            return json.load(resp)['shares']
+
+    def ultra_fast_running(self):
+        return port_open(self.ultra_port) or os.path.exists(os.path.join(self.ultra_dir, 'run', 'analyzer.pid'))
+
+    def archives(self):
+        return sorted(os.listdir(self.archive)) if os.path.isdir(self.archive) else []
+
+    def assert_rolled_back(self, since, phase):
+        assert self.shares() == {'original': 1.0, 'ultra_fast': 0.0}
+        assert not self.ultra_fast_running(), 'an ultra_fast analyzer is still running'
+        report = read_report()
+        rollback = report['rollback']
+        assert rollback['status'] == 'rolled_back' and rollback['trigger'] == 'automatic'
+        assert rollback['phase'] == phase
+        assert rollback['durations']['trip_to_shares_reverted_s'] >= 0
+        assert rollback['durations']['trip_to_complete_s'] >= rollback['durations']['trip_to_shares_reverted_s']
+        assert rollback['logs_archived'], 'the ultra_fast log was not archived'
+        for path in rollback['logs_archived']:
+            assert os.path.exists(path)
+        assert report[phase]['rolled_back'] is True
+        events = notifications(since)
+        assert any(e['event'] == 'rollback' and e['phase'] == phase for e in events), events
+        return report
+
+
+@pytest.fixture(scope='module')
+def sandbox():
+    box = Sandbox()
+    try:
+        box.shares()
+    except OSError as exc:
+        pytest.fail('the sandbox is not up (make sandbox): %s' % exc)
+    load_pid = os.path.join(STATE, 'load', 'load.pid')
+    started_load = False
+    if not pid_alive(load_pid, 'loadgen'):
+        subprocess.run([os.path.join(ROOT, 'scripts', 'load.sh'), 'start'], cwd=ROOT, env=ENV, check=True)
+        started_load = True
+    # A clean start: 100% original, nothing of ultra_fast left.
+    first = playbook('rollback.yml', '-e', 'rollout_break_lock=true', '-e', 'rollback_reason=drills setup')
+    assert first.returncode == 0, first.stdout[-3000:]
+    try:
+        yield box
+    finally:
+        # Leave the sandbox as provisioned: every analyzer and Prometheus running, no faults.
+        playbook('rollback.yml', '-e', 'rollout_break_lock=true', '-e', 'rollback_reason=drills teardown')
+        playbook('provision.yml', '--limit', 'analyzers,monitoring')
+        if started_load:
+            subprocess.run([os.path.join(ROOT, 'scripts', 'load.sh'), 'stop'], cwd=ROOT, env=ENV, check=False)
+
+
+def test_a_deploy_passes_every_phase(sandbox):
+    since = time.time()
+    run = playbook('deploy.yml')
+    assert run.returncode == 0, run.stdout[-6000:]
+    report = read_report()
+    for phase in ('canary', 'ramp', 'rollout'):
+        assert report[phase]['status'] == 'passed', (phase, report[phase].get('verdict'))
+        assert report[phase]['samples'], phase
+    assert report['rollout']['complete'] is True
+    assert 'rollback' not in report
+    assert sandbox.shares() == {'original': 0.0, 'ultra_fast': 1.0}
+    events = [(e['event'], e['phase']) for e in notifications(since)]
+    assert ('complete', 'rollout') in events and ('start', 'canary') in events
+
+
+def test_f_rollback_twice_second_changes_nothing(sandbox):
+    since = time.time()
+    first = playbook('rollback.yml', '-e', 'rollback_reason=drill f')
+    assert first.returncode == 0, first.stdout[-4000:]
+    assert sandbox.shares() == {'original': 1.0, 'ultra_fast': 0.0}
+    assert not sandbox.ultra_fast_running()
+    report = read_report()
+    assert report['rollback']['reason'] == 'drill f' and report['rollback']['trigger'] == 'manual'
+    assert report['rollback']['durations']['trip_to_complete_s'] > 0
+    assert any(e['event'] == 'rollback' for e in notifications(since))
+    before = open(REPORT).read()
+    second = playbook('rollback.yml', '-e', 'rollback_reason=drill f again')
+    assert second.returncode == 0, second.stdout[-4000:]
+    counters = recap(second.stdout)
+    assert counters and all(c.get('changed', 0) == 0 and c.get('failed', 0) == 0 for c in counters.values()), counters
+    assert 'Nothing to roll back' in second.stdout
+    assert open(REPORT).read() == before
+    assert sandbox.shares() == {'original': 1.0, 'ultra_fast': 0.0}
+
+
+def test_e_ramp_without_passed_canary_is_refused(sandbox):
+    before_report = open(REPORT).read()
+    before_shares = sandbox.shares()
+    run = playbook('ramp.yml')
+    assert run.returncode != 0
+    assert 'refused: phase ramp needs phase canary passed first' in run.stdout
+    assert sandbox.shares() == before_shares
+    assert open(REPORT).read() == before_report
+    assert not sandbox.ultra_fast_running()
+
+
+def test_b_canary_error_rate_rolls_back(sandbox):
+    since = time.time()
+    run = playbook('canary.yml', '-e', 'analyzer_fault_error_rate=0.05')
+    assert run.returncode != 0
+    report = sandbox.assert_rolled_back(since, 'canary')
+    assert report['canary']['status'] == 'failed'
+    assert any('error_rate' in reason for reason in report['canary']['verdict']['reasons']), report['canary']['verdict']
+
+
+def test_c_canary_latency_rolls_back_on_p99(sandbox):
+    since = time.time()
+    run = playbook('canary.yml', '-e', 'analyzer_fault_latency_ms=300')
+    assert run.returncode != 0
+    report = sandbox.assert_rolled_back(since, 'canary')
+    assert report['canary']['status'] == 'failed'
+    assert any('latency_p99_ms' in reason for reason in report['canary']['verdict']['reasons']), report['canary']['verdict']
+
+
+def wait_for(predicate, timeout, what):
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        if predicate():
+            return
+        time.sleep(1)
+    pytest.fail('timed out waiting for %s' % what)
+
+
+def baking():
+    try:
+        return 'gate_config' in read_report().get('canary', {})
+    except (OSError, ValueError):
+        return False
+
+
+def test_d_prometheus_stopped_is_inconclusive_and_rolls_back(sandbox):
+    since = time.time()
+    proc = subprocess.Popen([os.path.join(BIN, 'ansible-playbook'), 'playbooks/canary.yml'], cwd=ROOT, env=ENV,
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        wait_for(baking, 900, 'the canary bake to start')
+        pidfile = os.path.join(STATE, 'monitoring', 'run', 'prometheus.pid')
+        pid = pid_alive(pidfile, 'prometheus') or pid_alive(os.path.join(STATE, 'monitoring', 'prometheus.pid'),
+                                                             'prometheus')
+        assert pid, 'cannot find the sandbox Prometheus by its pidfile'
+        os.kill(pid, signal.SIGTERM)
+        output, _ = proc.communicate(timeout=PLAY_TIMEOUT)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode != 0, output[-4000:]
+    report = sandbox.assert_rolled_back(since, 'canary')
+    assert report['canary']['verdict']['result'] == 'inconclusive', report['canary']['verdict']
+    restored = playbook('provision.yml', '--limit', 'monitoring')
+    assert restored.returncode == 0, restored.stdout[-3000:]
+
+
+def test_g_killed_mid_canary_then_rollback_restores_original(sandbox):
+    proc = subprocess.Popen([os.path.join(BIN, 'ansible-playbook'), 'playbooks/canary.yml'], cwd=ROOT, env=ENV,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    try:
+        wait_for(baking, 900, 'the canary bake to start')
+        assert sandbox.shares()['ultra_fast'] > 0
+        # A second run fails fast, naming the holder.
+        second = playbook('rollback.yml')
+        assert second.returncode != 0 and 'is held by run' in second.stdout and 'phase canary' in second.stdout
+    finally:
+        os.killpg(proc.pid, signal.SIGKILL)  # like a CI job killed: the playbook and its workers
+        proc.wait()
+    stale = playbook('rollback.yml')
+    assert stale.returncode != 0 and 'STALE' in stale.stdout, stale.stdout[-3000:]
+    assert sandbox.shares()['ultra_fast'] > 0  # refused: nothing changed
+    broken = playbook('rollback.yml', '-e', 'rollout_break_lock=true', '-e', 'rollback_reason=drill g')
+    assert broken.returncode == 0, broken.stdout[-4000:]
+    assert sandbox.shares() == {'original': 1.0, 'ultra_fast': 0.0}
+    assert not sandbox.ultra_fast_running()
+    rollback = read_report()['rollback']
+    assert rollback['reason'] == 'drill g' and rollback['lock_broken'][0]['phase'] == 'canary'
