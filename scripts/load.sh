@@ -8,7 +8,7 @@ mkdir -p "$state"
 url=$(.venv/bin/ansible-inventory --host lb-1 | .venv/bin/python -c 'import json,sys; print(json.load(sys.stdin)["lb_frontend_url"])' 2>/dev/null || echo http://127.0.0.1:18080)
 case "${1:-}" in
   start)
-    rate=${2:-${LOAD_RATE:-40}}
+    rate=${2:-${LOAD_RATE:-80}}
     duration=${3:-${LOAD_DURATION:-5400}}
     scripts/load.sh stop
     .venv/bin/cohort-analyzer loadgen --url "$url" --rate "$rate" --duration "$duration" \

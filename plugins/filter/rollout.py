@@ -23,13 +23,7 @@ import re
 
 from ansible.errors import AnsibleFilterError
 
-DOCUMENTATION = r'''
-name: rollout
-short_description: Rollout spec filters (validation, gate checks, Prometheus rules, Grafana dashboard)
-description:
-  - See docs/rollout-spec.md in the collection.
-author: cohort.rollout contributors
-'''
+# Documentation: one YAML file per filter beside this file (rollout_spec.yml, gate_checks.yml, ...).
 
 # ---------------------------------------------------------------------------
 # Vocabulary

@@ -11,7 +11,7 @@ short_description: Post a rollout event to a webhook (Slack-style JSON) with the
 version_added: "0.1.0"
 description:
   - Sends one JSON message (Slack incoming-webhook shape, C(text) and C(attachments), plus a machine-readable
-    C(cohort_rollout) object) for a rollout event: phase start, pass, failure, rollback, investigate, complete.
+    C(cohort_rollout) object) for a rollout event (phase start, pass, failure, rollback, investigate, complete).
   - Picks the runbook's escalation level from the error rate, never below the event's own level
     (error rate above 1% C(critical) - roll back and page; 0.5-1% C(high) - notify; below C(normal) - log;
     routine events C(info)).

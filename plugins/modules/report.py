@@ -11,8 +11,8 @@ short_description: Record a phase of the rollout in the JSON report (controller 
 version_added: "0.1.0"
 description:
   - Merges O(data) into the key O(phase) of the rollout report on the controller (the report the runbook reads with
-    C(jq '.canary')), through the collection's one report writer (atomic, merging, mode 0600, every other phase kept).
-  - With O(phases), first checks the phase order: a phase may start only when the phase before it (by C(order)) has
+    C(jq .canary)), through the collection's one report writer (atomic, merging, mode 0600, every other phase kept).
+  - With O(phases), first checks the phase order; a phase may start only when the phase before it (by C(order)) has
     status C(passed) in the report and no rollback was recorded since that phase started. Otherwise the task fails
     and nothing is written, unless O(force) is set, in which case the override is recorded under C(forced).
   - With O(new_run), the existing report is moved to C(reports/<name>-<UTC time>.json) beside it first (kept), so

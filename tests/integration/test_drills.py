@@ -32,6 +32,11 @@ ENV = dict(os.environ, PATH=BIN + os.pathsep + os.environ.get('PATH', ''),
 PLAY_TIMEOUT = 1500
 
 
+def ev(**variables):
+    """-e with a JSON document (key=value splits on spaces)."""
+    return ['-e', json.dumps(variables)]
+
+
 def playbook(name, *args, timeout=PLAY_TIMEOUT):
     proc = subprocess.run([os.path.join(BIN, 'ansible-playbook'), 'playbooks/' + name] + list(args), cwd=ROOT,
                           env=ENV, capture_output=True, text=True, timeout=timeout, check=False)
@@ -140,13 +145,13 @@ def sandbox():
         subprocess.run([os.path.join(ROOT, 'scripts', 'load.sh'), 'start'], cwd=ROOT, env=ENV, check=True)
         started_load = True
     # A clean start: 100% original, nothing of ultra_fast left.
-    first = playbook('rollback.yml', '-e', 'rollout_break_lock=true', '-e', 'rollback_reason=drills setup')
+    first = playbook('rollback.yml', *ev(rollout_break_lock=True, rollback_reason='drills setup'))
     assert first.returncode == 0, first.stdout[-3000:]
     try:
         yield box
     finally:
         # Leave the sandbox as provisioned: every analyzer and Prometheus running, no faults.
-        playbook('rollback.yml', '-e', 'rollout_break_lock=true', '-e', 'rollback_reason=drills teardown')
+        playbook('rollback.yml', *ev(rollout_break_lock=True, rollback_reason='drills teardown'))
         playbook('provision.yml', '--limit', 'analyzers,monitoring')
         if started_load:
             subprocess.run([os.path.join(ROOT, 'scripts', 'load.sh'), 'stop'], cwd=ROOT, env=ENV, check=False)
@@ -169,7 +174,7 @@ def test_a_deploy_passes_every_phase(sandbox):
 
 def test_f_rollback_twice_second_changes_nothing(sandbox):
     since = time.time()
-    first = playbook('rollback.yml', '-e', 'rollback_reason=drill f')
+    first = playbook('rollback.yml', *ev(rollback_reason='drill f'))
     assert first.returncode == 0, first.stdout[-4000:]
     assert sandbox.shares() == {'original': 1.0, 'ultra_fast': 0.0}
     assert not sandbox.ultra_fast_running()
@@ -178,7 +183,7 @@ def test_f_rollback_twice_second_changes_nothing(sandbox):
     assert report['rollback']['durations']['trip_to_complete_s'] > 0
     assert any(e['event'] == 'rollback' for e in notifications(since))
     before = open(REPORT).read()
-    second = playbook('rollback.yml', '-e', 'rollback_reason=drill f again')
+    second = playbook('rollback.yml', *ev(rollback_reason='drill f again'))
     assert second.returncode == 0, second.stdout[-4000:]
     counters = recap(second.stdout)
     assert counters and all(c.get('changed', 0) == 0 and c.get('failed', 0) == 0 for c in counters.values()), counters
@@ -269,7 +274,7 @@ def test_g_killed_mid_canary_then_rollback_restores_original(sandbox):
     stale = playbook('rollback.yml')
     assert stale.returncode != 0 and 'STALE' in stale.stdout, stale.stdout[-3000:]
     assert sandbox.shares()['ultra_fast'] > 0  # refused: nothing changed
-    broken = playbook('rollback.yml', '-e', 'rollout_break_lock=true', '-e', 'rollback_reason=drill g')
+    broken = playbook('rollback.yml', *ev(rollout_break_lock=True, rollback_reason='drill g'))
     assert broken.returncode == 0, broken.stdout[-4000:]
     assert sandbox.shares() == {'original': 1.0, 'ultra_fast': 0.0}
     assert not sandbox.ultra_fast_running()

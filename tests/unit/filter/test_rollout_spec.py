@@ -223,8 +223,10 @@ def test_gate_checks_are_accepted_by_metric_gate():
 
 
 def test_min_requests():
-    mr = rollout.gate_min_requests(spec(SANDBOX), 'canary')
-    assert mr == {'query': 'sum(increase(cohort_discovery_requests_total{variant="ultra_fast"}[5s]))', 'threshold': 20}
+    mr = rollout.gate_min_requests(spec(), 'canary')
+    assert mr == {'query': 'sum(increase(cohort_discovery_requests_total{variant="ultra_fast"}[5m]))', 'threshold': 20}
+    sandbox = rollout.gate_min_requests(spec({'phases': {'canary': {'interval': '5s'}}}), 'canary')
+    assert sandbox['query'].endswith('[5s]))')
     assert rollout.gate_min_requests(spec({'phases': {'ramp': {'min_requests': 0}}}), 'ramp') is None
 
 

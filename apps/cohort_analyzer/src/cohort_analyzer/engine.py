@@ -1,8 +1,10 @@
 """Cohort discovery, two ways, one result.
 
 ``discover_original``: the straightforward version: one query per learner, per-learner Python objects,
-a dict of cohort accumulators. ``discover_ultra_fast``: one query per batch of ids, rows turned into
-NumPy arrays, cohort keys computed vectorised and reduced with ``np.unique``/``np.bincount``.
+a dict of cohort accumulators. ``discover_ultra_fast``: one query per batch of ids; on SQLite the database packs
+each learner into one integer and returns the batch as one string (``Repository.fetch_packed``), on PostgreSQL
+rows come back as columns; either way they become NumPy arrays, cohort keys are computed vectorised and reduced
+with ``np.unique``/``np.bincount``.
 
 Both reduce to the same exact integer aggregates per cohort (size, progress sum, active-7d count,
 completed count) and share :func:`finalize`, so their outputs are identical, not merely close.
@@ -16,7 +18,7 @@ from itertools import chain
 
 import numpy as np
 
-from cohort_analyzer import dataset
+from cohort_analyzer import dataset, repository
 from cohort_analyzer.repository import Repository
 
 # (course_id, months since 1970-01, segment index) -> [size, progress_sum, active_7d, completed]
@@ -110,30 +112,59 @@ def discover_original(repo: Repository, learner_ids: Sequence[int]) -> list[dict
 
 
 # ------------------------------------------------------------------------------------------- ultra_fast
-def aggregate_rows(rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Vectorised reduction of an (n, 6) int64 array in DISCOVERY_COLUMNS order.
+_DENSE_MIN_BINS = 4096
 
-    Returns (codes, sums) where codes are the distinct cohort codes and sums[:, k] the per-cohort
-    size, progress sum, active-7d count and completed count.
-    """
-    course = rows[:, 1]
-    signup = rows[:, 2].astype("datetime64[D]")
-    month = (signup.astype("datetime64[M]").astype(np.int64))
-    progress = rows[:, 3]
-    m7 = rows[:, 4]
-    m30 = rows[:, 5]
-    # segment index: dormant 0, casual 1, engaged 2, intense 3 (same thresholds as dataset.segment_of)
-    seg = np.where(m30 == 0, 0,
-                   np.where(m7 < dataset.CASUAL_MAX_7D, 1, np.where(m7 < dataset.ENGAGED_MAX_7D, 2, 3)))
+
+def _aggregate(course: np.ndarray, signup_day: np.ndarray, seg: np.ndarray, progress: np.ndarray,
+               active: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(codes, sums): distinct cohort codes ascending, per cohort size, progress sum, active-7d, completed."""
+    month = signup_day.astype("datetime64[D]").astype("datetime64[M]").astype(np.int64)
+    c_lo, m_lo = int(course.min()), int(month.min())
+    c_span, m_span = int(course.max()) - c_lo + 1, int(month.max()) - m_lo + 1
+    bins = c_span * m_span * 4
+    if bins <= max(_DENSE_MIN_BINS, 8 * len(course)):
+        # Few possible cohorts (the usual case): one dense bin per (course, month, segment) in key order, no sort.
+        dense = ((course - c_lo) * m_span + (month - m_lo)) * 4 + seg
+        size = np.bincount(dense, minlength=bins)
+        nz = np.flatnonzero(size)
+        key = nz // 4
+        uniq = ((key // m_span + c_lo) * _MONTH_SLOTS + key % m_span + m_lo) * 4 + nz % 4
+        sums = np.empty((len(nz), 4), dtype=np.int64)
+        sums[:, 0] = size[nz]
+        sums[:, 1] = np.bincount(dense, weights=progress, minlength=bins)[nz]  # exact: < 2**53
+        sums[:, 2] = np.bincount(dense, weights=active, minlength=bins)[nz]
+        sums[:, 3] = np.bincount(dense, weights=(progress >= dataset.PROGRESS_COMPLETE), minlength=bins)[nz]
+        return uniq, sums
     codes = (course * _MONTH_SLOTS + month) * 4 + seg
     uniq, inverse = np.unique(codes, return_inverse=True)
     k = len(uniq)
     sums = np.empty((k, 4), dtype=np.int64)
     sums[:, 0] = np.bincount(inverse, minlength=k)
     sums[:, 1] = np.bincount(inverse, weights=progress, minlength=k).astype(np.int64)  # exact: < 2**53
-    sums[:, 2] = np.bincount(inverse, weights=(m7 > 0), minlength=k).astype(np.int64)
+    sums[:, 2] = np.bincount(inverse, weights=active, minlength=k).astype(np.int64)
     sums[:, 3] = np.bincount(inverse, weights=(progress >= dataset.PROGRESS_COMPLETE), minlength=k).astype(np.int64)
     return uniq, sums
+
+
+def aggregate_rows(rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Vectorised reduction of an (n, 6) int64 array in DISCOVERY_COLUMNS order.
+
+    Returns (codes, sums) where codes are the distinct cohort codes and sums[:, k] the per-cohort
+    size, progress sum, active-7d count and completed count.
+    """
+    m7 = rows[:, 4]
+    m30 = rows[:, 5]
+    # segment index: dormant 0, casual 1, engaged 2, intense 3 (same thresholds as dataset.segment_of)
+    seg = np.where(m30 == 0, 0,
+                   np.where(m7 < dataset.CASUAL_MAX_7D, 1, np.where(m7 < dataset.ENGAGED_MAX_7D, 2, 3)))
+    return _aggregate(rows[:, 1], rows[:, 2], seg, rows[:, 3], m7 > 0)
+
+
+def aggregate_packed(packed: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The same reduction of learners packed by SQLite (layout in repository, every value >= 0)."""
+    return _aggregate(packed >> repository.PACK_COURSE_SHIFT,
+                      (packed >> repository.PACK_DAY_SHIFT) & ((1 << (repository.PACK_COURSE_SHIFT - repository.PACK_DAY_SHIFT)) - 1),
+                      (packed >> 11) & 3, (packed >> 1) & 1023, packed & 1)
 
 
 def _round4_arrays(numerator: np.ndarray, denominator: np.ndarray) -> list[float]:
@@ -141,7 +172,19 @@ def _round4_arrays(numerator: np.ndarray, denominator: np.ndarray) -> list[float
     return ((numerator * 20_000 + denominator) // (2 * denominator) / 10_000).tolist()
 
 
-_COURSE_CODES = [dataset.course_code(i) for i in range(dataset.N_COURSES + 1)]
+# Memoised labels (bounded: one per course id / month seen; the data set has 12 courses and ~13 months).
+_COURSE_NAMES: dict[int, str] = {}
+_MONTH_NAMES: dict[int, str] = {}  # months since 1970-01 -> "YYYY-MM"
+
+
+def _course_name(course_id: int) -> str:
+    name = _COURSE_NAMES[course_id] = dataset.course_code(course_id)
+    return name
+
+
+def _month_name(month: int) -> str:
+    name = _MONTH_NAMES[month] = f"{1970 + month // 12:04d}-{month % 12 + 1:02d}"
+    return name
 
 
 def finalize_arrays(codes: np.ndarray, sums: np.ndarray) -> list[dict]:
@@ -149,11 +192,10 @@ def finalize_arrays(codes: np.ndarray, sums: np.ndarray) -> list[dict]:
     seg = codes % 4
     month = codes // 4 % _MONTH_SLOTS
     course = codes // 4 // _MONTH_SLOTS
-    months = {m: f"{1970 + m // 12:04d}-{m % 12 + 1:02d}" for m in np.unique(month).tolist()}
     size = sums[:, 0]
     columns = (
-        [_COURSE_CODES[c] for c in course.tolist()],
-        [months[m] for m in month.tolist()],
+        [_COURSE_NAMES.get(c) or _course_name(c) for c in course.tolist()],
+        [_MONTH_NAMES.get(m) or _month_name(m) for m in month.tolist()],
         [dataset.SEGMENTS[s] for s in seg.tolist()],
         size.tolist(),
         _round4_arrays(sums[:, 1], size * dataset.PROGRESS_COMPLETE),
@@ -172,21 +214,33 @@ def _reduce(codes: np.ndarray, sums: np.ndarray) -> tuple[np.ndarray, np.ndarray
     return uniq, merged
 
 
+def _read_batch(repo: Repository, conn, chunk: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Read one batch of distinct ids with one query and reduce it: (codes, sums)."""
+    ids = chunk.tolist()
+    if repo.packs:
+        packed = repo.fetch_packed(conn, ids)
+        if len(packed) == len(chunk) and packed.min() >= 0:
+            return aggregate_packed(packed)
+        # an unknown id (named below) or a value outside the packed ranges: read the columns instead
+    rows = repo.fetch_learners(conn, ids)
+    width = len(dataset.DISCOVERY_COLUMNS)
+    found = np.fromiter(chain.from_iterable(rows), dtype=np.int64, count=len(rows) * width).reshape(-1, width)
+    if len(found) != len(chunk):
+        raise UnknownLearners(np.setdiff1d(chunk, found[:, 0]).tolist())
+    return aggregate_rows(found)
+
+
 def discover_ultra_fast(repo: Repository, learner_ids: Sequence[int], batch_size: int = 20_000) -> list[dict]:
     """Batched reads (one query per ``batch_size`` ids) and a vectorised reduction per batch."""
     if batch_size < 1:
         raise ValueError(f"batch_size must be >= 1, got {batch_size}")
-    ids = np.unique(np.asarray(learner_ids, dtype=np.int64))
+    ids = np.sort(np.asarray(learner_ids, dtype=np.int64))
+    if len(ids) > 1:
+        ids = ids[np.concatenate(([True], ids[1:] != ids[:-1]))]  # distinct (np.unique, without its overhead)
     parts: list[tuple[np.ndarray, np.ndarray]] = []
     with repo.connection() as conn:
         for start in range(0, len(ids), batch_size):
-            chunk = ids[start:start + batch_size]
-            rows = repo.fetch_learners(conn, chunk.tolist())
-            width = len(dataset.DISCOVERY_COLUMNS)
-            found = np.fromiter(chain.from_iterable(rows), dtype=np.int64, count=len(rows) * width).reshape(-1, width)
-            if len(found) != len(chunk):
-                raise UnknownLearners(np.setdiff1d(chunk, found[:, 0]).tolist())
-            parts.append(aggregate_rows(found))
+            parts.append(_read_batch(repo, conn, ids[start:start + batch_size]))
             if len(parts) > 1:  # keep memory flat: fold partial results as we go
                 parts = [_reduce(np.concatenate([p[0] for p in parts]), np.concatenate([p[1] for p in parts]))]
     if not parts:

@@ -2,7 +2,9 @@
 
 ``--db`` is a filesystem path (SQLite) or a ``postgresql://`` / ``postgres://`` DSN (needs psycopg).
 Both variants read learners only through :class:`Repository`: ``fetch_learner`` (one query per learner,
-used by ``original``) and ``fetch_learners`` (one query per batch of ids, used by ``ultra_fast``).
+used by ``original``), ``fetch_packed`` (SQLite: one query per batch of ids returning one packed integer per
+learner, used by ``ultra_fast``) and ``fetch_learners`` (one query per batch of ids returning the columns, used by
+``ultra_fast`` on PostgreSQL and as its fallback).
 """
 from __future__ import annotations
 
@@ -17,6 +19,8 @@ import time
 from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
+import numpy as np
+
 from cohort_analyzer import dataset
 
 try:  # PostgreSQL is optional: only needed when a DSN is given.
@@ -27,6 +31,26 @@ except ImportError:  # pragma: no cover - depends on the environment
 LOG = logging.getLogger("cohort_analyzer.repository")
 SQLITE_MAX_BATCH = 30_000  # below SQLite's default limit of 32766 bound parameters
 _COLS = ", ".join(dataset.DISCOVERY_COLUMNS)
+
+# ultra_fast's read on SQLite. SQLite itself reduces each learner to ONE integer holding exactly what discovery
+# needs, and returns the whole batch as ONE comma-separated string (group_concat), parsed by NumPy in C: no
+# Python tuple or int per row. The ids go in as ONE JSON array parameter read by json_each, joined to the
+# INTEGER PRIMARY KEY (one rowid seek per id, as with IN (...), without thousands of bound parameters).
+# Bit layout of a packed learner, low to high (decoded by engine.aggregate_packed):
+#   bit 0 active_7d (minutes_7d > 0) | bits 1-10 progress_permille | bits 11-12 segment index (dataset.SEGMENTS)
+#   | bits 13-32 signup_day | bits 33-44 course_id
+# A learner whose values do not fit (course_id > 4095, progress outside 0..1023, signup_day outside
+# 0..PACK_MAX_DAY) packs to -1; the engine then reads that batch through fetch_learners instead.
+PACK_DAY_SHIFT, PACK_COURSE_SHIFT = 13, 33
+PACK_MAX_DAY = 400_000  # year 3065: months since 1970 stay below engine._MONTH_SLOTS
+_PACK_SEGMENT = (f"CASE WHEN l.minutes_30d = 0 THEN 0 WHEN l.minutes_7d < {dataset.CASUAL_MAX_7D} THEN 1 "
+                 f"WHEN l.minutes_7d < {dataset.ENGAGED_MAX_7D} THEN 2 ELSE 3 END")
+_PACKED_SQL = (
+    "SELECT group_concat(CASE WHEN l.course_id BETWEEN 0 AND 4095 AND l.progress_permille BETWEEN 0 AND 1023 "
+    f"AND l.signup_day BETWEEN 0 AND {PACK_MAX_DAY} THEN (l.course_id << {PACK_COURSE_SHIFT}) "
+    f"| (l.signup_day << {PACK_DAY_SHIFT}) | (({_PACK_SEGMENT}) << 11) | (l.progress_permille << 1) "
+    "| (l.minutes_7d > 0) ELSE -1 END) FROM json_each(?) AS j JOIN learners AS l ON l.learner_id = j.value"
+)
 
 
 class RepositoryError(RuntimeError):
@@ -127,11 +151,13 @@ class Repository:
                 raise RepositoryError(f"SQLite database {db!r} does not exist (create it with `cohort-analyzer init-db`)")
             self._param = "?"
             self._max_batch = SQLITE_MAX_BATCH
+            self.packs = True
             self.pool = ConnectionPool(self._connect_sqlite, pool_size)
         else:
             _require_psycopg()
             self._param = "%s"
             self._max_batch = 100_000
+            self.packs = False
             self.pool = ConnectionPool(lambda: psycopg.connect(db, autocommit=True, connect_timeout=5), pool_size)
         self._one_sql = f"SELECT {_COLS} FROM learners WHERE learner_id = {self._param}"
 
@@ -162,6 +188,25 @@ class Repository:
         finally:
             cur.close()
         return tuple(rows[0]) if rows else None
+
+    def fetch_packed(self, conn: Any, learner_ids: Sequence[int]) -> np.ndarray:
+        """SQLite only: the packed learners (layout above, any order) of DISTINCT ids, by one query.
+
+        Unknown ids are simply absent (the caller compares lengths); -1 marks a learner that does not pack.
+        """
+        if not self.packs:
+            raise RepositoryError(f"packed reads are not supported on {self.backend}")
+        cur = conn.cursor()
+        try:
+            # str() of a list of Python ints is a JSON array (and cheaper than json.dumps)
+            ids = [int(i) for i in learner_ids] if not isinstance(learner_ids, list) else learner_ids
+            rows = self._timed(cur, _PACKED_SQL, (str(ids),))
+        finally:
+            cur.close()
+        text = rows[0][0] if rows else None
+        if not text:
+            return np.empty(0, dtype=np.int64)
+        return np.fromstring(text, dtype=np.int64, sep=",")
 
     def fetch_learners(self, conn: Any, learner_ids: Sequence[int]) -> list[tuple]:
         """Many learners by one query per batch (DISCOVERY_COLUMNS order, any row order)."""
