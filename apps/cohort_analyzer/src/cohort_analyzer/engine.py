@@ -172,38 +172,33 @@ def _round4_arrays(numerator: np.ndarray, denominator: np.ndarray) -> list[float
     return ((numerator * 20_000 + denominator) // (2 * denominator) / 10_000).tolist()
 
 
-# Memoised labels (bounded: one per course id / month seen; the data set has 12 courses and ~13 months).
-_COURSE_NAMES: dict[int, str] = {}
-_MONTH_NAMES: dict[int, str] = {}  # months since 1970-01 -> "YYYY-MM"
+# Memoised labels per cohort code -> (course, signup_month, segment). Bounded: cleared when it reaches
+# _LABELS_MAX (the default data set has at most 12 courses x 13 months x 4 segments = 624 codes).
+_LABELS: dict[int, tuple[str, str, str]] = {}
+_LABELS_MAX = 1 << 16
 
 
-def _course_name(course_id: int) -> str:
-    name = _COURSE_NAMES[course_id] = dataset.course_code(course_id)
-    return name
-
-
-def _month_name(month: int) -> str:
-    name = _MONTH_NAMES[month] = f"{1970 + month // 12:04d}-{month % 12 + 1:02d}"
-    return name
+def _labels(code: int) -> tuple[str, str, str]:
+    if len(_LABELS) >= _LABELS_MAX:
+        _LABELS.clear()
+    course, month = divmod(code // 4, _MONTH_SLOTS)
+    labels = _LABELS[code] = (dataset.course_code(course), f"{1970 + month // 12:04d}-{month % 12 + 1:02d}",
+                              dataset.SEGMENTS[code % 4])
+    return labels
 
 
 def finalize_arrays(codes: np.ndarray, sums: np.ndarray) -> list[dict]:
     """The vectorised twin of :func:`finalize` (codes ascending = the same sort order)."""
-    seg = codes % 4
-    month = codes // 4 % _MONTH_SLOTS
-    course = codes // 4 // _MONTH_SLOTS
-    size = sums[:, 0]
-    columns = (
-        [_COURSE_NAMES.get(c) or _course_name(c) for c in course.tolist()],
-        [_MONTH_NAMES.get(m) or _month_name(m) for m in month.tolist()],
-        [dataset.SEGMENTS[s] for s in seg.tolist()],
-        size.tolist(),
-        _round4_arrays(sums[:, 1], size * dataset.PROGRESS_COMPLETE),
-        _round4_arrays(sums[:, 2], size),
-        _round4_arrays(sums[:, 3], size),
-    )
+    size = sums[:, :1]
+    denominator = np.empty((len(sums), 3), dtype=np.int64)
+    denominator[:, :1] = size * dataset.PROGRESS_COMPLETE
+    denominator[:, 1:] = size
+    # _round4 on the (progress, active, completed) columns at once: same integer rounding, same division
+    shares = ((sums[:, 1:] * 20_000 + denominator) // (2 * denominator) / 10_000).tolist()
+    get = _LABELS.get
+    labels = [get(code) or _labels(code) for code in codes.tolist()]
     return [{"course": c, "signup_month": m, "segment": g, "size": n, "mean_progress": p, "active_7d_share": a,
-             "completion_share": d} for c, m, g, n, p, a, d in zip(*columns)]
+             "completion_share": d} for (c, m, g), n, (p, a, d) in zip(labels, sums[:, 0].tolist(), shares)]
 
 
 def _reduce(codes: np.ndarray, sums: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
