@@ -303,7 +303,7 @@ def validate_spec(spec, root='rollout_spec'):
 
     if v.errors:
         raise SpecError('invalid rollout spec: ' + '; '.join(v.errors))
-    out['phase_order'] = [n for _, n in sorted((p['order'], n) for n, p in out['phases'].items())]
+    out['phase_order'] = sorted(out['phases'], key=lambda name: out['phases'][name]['order'])
     out['validated'] = True
     return out
 
@@ -404,8 +404,8 @@ def recording_rules(spec):
         ('cohort_discovery_latency_p99', quantile('0.99', 'cohort_discovery_latency_ms')),
         ('cohort_discovery_latency_p999', quantile('0.999', 'cohort_discovery_latency_ms')),
         ('cohort_discovery_learners_per_second', rate('cohort_discovery_learners_total')),
-        ('cache_hit_rate', '%s / (%s + %s)' % (rate('cache_hits_total'), rate('cache_hits_total'),
-                                                rate('cache_misses_total'))),
+        ('cache_hit_rate',
+         '%s / (%s + %s)' % (rate('cache_hits_total'), rate('cache_hits_total'), rate('cache_misses_total'))),
         # Per process: the worst instance of a variant is what a gate must see.
         ('process_memory_usage_bytes', 'max by (variant) (process_resident_memory_bytes)'),
         ('process_cpu_percent', '100 * max by (variant) (rate(process_cpu_seconds_total[%s]))' % w),
@@ -485,8 +485,8 @@ def alert_rules(spec):
             expr = '(%s) %s %s' % (gate_query(spec, alert['gate']), PROMQL_OP[alert['op']],
                                    format_number(alert['threshold']))
         value = _VALUE_TEMPLATE.get(gate['unit'], '{{ $value }}')
-        summary = alert.get('summary') or '%s %s %s' % (gate['title'], PROMQL_OP[alert['op']],
-                                                         _threshold_text(alert['threshold'], gate['unit']))
+        summary = alert.get('summary') or '%s %s %s' % (
+            gate['title'], PROMQL_OP[alert['op']], _threshold_text(alert['threshold'], gate['unit']))
         rules.append({
             'alert': name,
             'expr': expr,
@@ -573,9 +573,9 @@ def _thresholds_for(spec, metric):
 def dashboard_thresholds(spec, metric):
     """Grafana threshold steps for one panel: one step per distinct threshold in the spec."""
     found = _thresholds_for(spec, metric)
-    values = sorted(set(v for v, _, _ in found))
+    values = sorted(set(item[0] for item in found))
     # "Higher is better" metrics (cache hit rate) start red and turn green above the last line.
-    higher_is_better = bool(found) and all(op in ('gt', 'ge') for _, _, op in found)
+    higher_is_better = bool(found) and all(item[2] in ('gt', 'ge') for item in found)
     if higher_is_better:
         steps = [{'color': 'red', 'value': None}]
         colors = list(reversed(_PHASE_COLORS[1:len(values)])) + ['green']
@@ -592,7 +592,7 @@ def _panel(pid, title, metric, unit, description, spec, datasource, grid):
     steps, found = dashboard_thresholds(spec, metric)
     if found:
         description += '. Thresholds from the rollout spec: ' + ', '.join(
-            '%s %s' % (label, _threshold_text(v, unit)) for v, label, _ in found)
+            '%s %s' % (item[1], _threshold_text(item[0], unit)) for item in found)
     targets = []
     for ref, variant in zip('AB', (spec['baseline'], spec['candidate'])):
         targets.append({'refId': ref, 'datasource': datasource,

@@ -239,7 +239,7 @@ def apply_shares(client, backend, shares, check_mode=False, state_file=None, poo
             raise ApplyError('weights read back %r differ from the weights set %r' % (observed, desired))
     except Exception as exc:
         try:
-            client.set_weights(backend, [(s, w) for s, w in sorted(current.items())])
+            client.set_weights(backend, sorted(current.items()))
             restored = client.get_weights(backend) == current
         except Exception:  # pylint: disable=broad-except
             restored = False

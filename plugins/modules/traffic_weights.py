@@ -27,7 +27,7 @@ description:
     C(cohort.rollout.loadbalancer) role, and can run anywhere; the API applies the weights with the
     same code as the C(haproxy) driver.
 author:
-  - cohort.rollout contributors
+  - cohort.rollout contributors (!UNKNOWN)
 options:
   shares:
     description:
@@ -79,9 +79,11 @@ options:
     default: 10
 attributes:
   check_mode:
+    description: Can run in check mode and return the planned weights.
     support: full
     details: Computes and returns the weights it would set without changing them.
   diff_mode:
+    description: Will return details on what has changed (or would change in check mode).
     support: full
     details: Before and after pool shares and server weights.
 notes:

@@ -27,4 +27,4 @@ def test_build_install_and_document(tmp_path):
     for plugin_type, name in (('module', 'cohort.rollout.daemon'), ('module', 'cohort.rollout.traffic_weights'),
                               ('module', 'cohort.rollout.metric_gate'), ('module', 'cohort.rollout.cache_warm')):
         out = run(BIN / 'ansible-doc', '-t', plugin_type, name, env=env, cwd=tmp_path).stdout
-        assert name.split('.')[-1].upper() in out.upper() and 'EXAMPLES' in out
+        assert name.rsplit('.', maxsplit=1)[-1].upper() in out.upper() and 'EXAMPLES' in out

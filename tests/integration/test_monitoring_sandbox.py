@@ -56,6 +56,9 @@ def sandbox():
         pytest.fail('the sandbox Prometheus at %s is not running (%s): run `make integration`, '
                     'which brings the sandbox up with load' % (PROM, exc))
     assert ready.status_code == 200, 'sandbox Prometheus not ready: %s' % ready.text
+    # Judge nothing (and move no traffic) unless both analyzers are scraped and up.
+    up = {r['metric'].get('pool'): r['value'][1] for r in _query('up{job="cohort_analyzer"}')}
+    assert up == {'original': '1', 'ultra_fast': '1'}, 'sandbox analyzers not both up: %r' % up
     before = requests.get(LB_API + '/config/traffic-weights', headers=LB_HEADERS, timeout=10)
     assert before.status_code == 200, 'the sandbox weights API at %s does not answer: %s' % (LB_API, before.text)
     resp = requests.post(LB_API + '/config/traffic-weights', json={'original': 0.5, 'ultra_fast': 0.5},

@@ -29,16 +29,16 @@ def test_process_from_pidfile_is_the_analyzer(host):
 
 
 def test_listens_on_loopback_only(host):
-    _, port = _variant(host)
+    port = _variant(host)[1]
     assert host.socket(f'tcp://127.0.0.1:{port}').is_listening
     assert not host.socket(f'tcp://0.0.0.0:{port}').is_listening
 
 
 def test_ready_and_metrics_labelled_by_variant(host):
     variant, port = _variant(host)
-    status, _ = _get(port, '/readyz')
+    status, _body = _get(port, '/readyz')
     assert status == 200
-    _, metrics = _get(port, '/metrics')
+    metrics = _get(port, '/metrics')[1]
     for name in ('cohort_discovery_requests_total', 'cohort_discovery_latency_ms_bucket',
                  'cache_hits_total', 'process_resident_memory_bytes'):
         assert f'{name}{{' in metrics
@@ -46,7 +46,7 @@ def test_ready_and_metrics_labelled_by_variant(host):
 
 
 def test_discover_answers(host):
-    _, port = _variant(host)
+    port = _variant(host)[1]
     req = urllib.request.Request(f'http://127.0.0.1:{port}/v1/cohorts/discover',
                                  data=json.dumps({'learner_ids': [1, 2, 3, 4, 5]}).encode(),
                                  headers={'Content-Type': 'application/json'})

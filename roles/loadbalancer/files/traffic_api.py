@@ -1,4 +1,3 @@
-#!/usr/bin/env python3
 # -*- coding: utf-8 -*-
 # Copyright: cohort.rollout contributors
 # GNU General Public License v3.0+ (see COPYING or https://www.gnu.org/licenses/gpl-3.0.txt)
@@ -78,7 +77,7 @@ class LatencyWindow:
         if len(parts) != 5 or parts[0] != 'cohort-lb':
             self.dropped += 1
             return
-        _, _backend, server, status, ta = parts
+        server, status, ta = parts[2:]
         try:
             status, ta = int(status), int(ta)
         except ValueError:

@@ -160,11 +160,47 @@ def aggregate_rows(rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return _aggregate(rows[:, 1], rows[:, 2], seg, rows[:, 3], m7 > 0)
 
 
+# Lookup tables for packed learners (built on first use; no learner data, only calendar and bit arithmetic):
+# signup day -> month code (months since 1970-01, times 4), and the low 11 bits (progress | active << 10) -> one
+# integer holding progress + active << 25 + completed << 44, so ONE np.add.reduceat gives the three sums.
+_PACK_LUTS: tuple[np.ndarray, np.ndarray] | None = None
+_PACKED_SUM_MAX = 1 << 15  # learners per reduceat: progress sum < 2**25, counts < 2**19 (no carry between fields)
+
+
+def _pack_luts() -> tuple[np.ndarray, np.ndarray]:
+    global _PACK_LUTS
+    if _PACK_LUTS is None:
+        days = np.arange(repository.PACK_MAX_DAY + 1).astype("datetime64[D]")
+        month4 = days.astype("datetime64[M]").astype(np.int64) * 4
+        low = np.arange(1 << 11, dtype=np.int64)
+        progress = low & 1023
+        weights = progress + ((low >> 10) << 25) + ((progress >= dataset.PROGRESS_COMPLETE).astype(np.int64) << 44)
+        _PACK_LUTS = (month4, weights)
+    return _PACK_LUTS
+
+
 def aggregate_packed(packed: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """The same reduction of learners packed by SQLite (layout in repository, every value >= 0)."""
-    return _aggregate(packed >> repository.PACK_COURSE_SHIFT,
-                      (packed >> repository.PACK_DAY_SHIFT) & ((1 << (repository.PACK_COURSE_SHIFT - repository.PACK_DAY_SHIFT)) - 1),
-                      (packed >> 11) & 3, (packed >> 1) & 1023, packed & 1)
+    n = len(packed)
+    if n == 0:
+        return np.empty(0, dtype=np.int64), np.empty((0, 4), dtype=np.int64)
+    if n > _PACKED_SUM_MAX:
+        parts = [aggregate_packed(packed[i:i + _PACKED_SUM_MAX]) for i in range(0, n, _PACKED_SUM_MAX)]
+        return _reduce(np.concatenate([p[0] for p in parts]), np.concatenate([p[1] for p in parts]))
+    month4, weights = _pack_luts()
+    # cohort code = (course * _MONTH_SLOTS + month) * 4 + segment
+    codes = (packed >> repository.PACK_SEGMENT_SHIFT) + month4[(packed >> repository.PACK_DAY_SHIFT) & repository.PACK_MAX_DAY]
+    order = np.argsort(codes)
+    sorted_codes = codes[order]
+    starts = np.flatnonzero(np.concatenate(([True], sorted_codes[1:] != sorted_codes[:-1])))
+    packed_sums = np.add.reduceat(weights[packed[order] & 2047], starts)
+    sums = np.empty((len(starts), 4), dtype=np.int64)
+    sums[:-1, 0] = starts[1:] - starts[:-1]
+    sums[-1, 0] = n - starts[-1]
+    sums[:, 1] = packed_sums & ((1 << 25) - 1)
+    sums[:, 2] = (packed_sums >> 25) & ((1 << 19) - 1)
+    sums[:, 3] = packed_sums >> 44
+    return sorted_codes[starts], sums
 
 
 def _round4_arrays(numerator: np.ndarray, denominator: np.ndarray) -> list[float]:
@@ -195,8 +231,11 @@ def finalize_arrays(codes: np.ndarray, sums: np.ndarray) -> list[dict]:
     denominator[:, 1:] = size
     # _round4 on the (progress, active, completed) columns at once: same integer rounding, same division
     shares = ((sums[:, 1:] * 20_000 + denominator) // (2 * denominator) / 10_000).tolist()
-    get = _LABELS.get
-    labels = [get(code) or _labels(code) for code in codes.tolist()]
+    code_list = codes.tolist()
+    try:
+        labels = list(map(_LABELS.__getitem__, code_list))  # one C-level lookup per cohort
+    except KeyError:
+        labels = [_LABELS.get(code) or _labels(code) for code in code_list]
     return [{"course": c, "signup_month": m, "segment": g, "size": n, "mean_progress": p, "active_7d_share": a,
              "completion_share": d} for (c, m, g), n, (p, a, d) in zip(labels, sums[:, 0].tolist(), shares)]
 
@@ -211,13 +250,12 @@ def _reduce(codes: np.ndarray, sums: np.ndarray) -> tuple[np.ndarray, np.ndarray
 
 def _read_batch(repo: Repository, conn, chunk: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Read one batch of distinct ids with one query and reduce it: (codes, sums)."""
-    ids = chunk.tolist()
     if repo.packs:
-        packed = repo.fetch_packed(conn, ids)
+        packed = repo.fetch_packed(conn, chunk)
         if len(packed) == len(chunk) and packed.min() >= 0:
             return aggregate_packed(packed)
         # an unknown id (named below) or a value outside the packed ranges: read the columns instead
-    rows = repo.fetch_learners(conn, ids)
+    rows = repo.fetch_learners(conn, chunk.tolist())
     width = len(dataset.DISCOVERY_COLUMNS)
     found = np.fromiter(chain.from_iterable(rows), dtype=np.int64, count=len(rows) * width).reshape(-1, width)
     if len(found) != len(chunk):

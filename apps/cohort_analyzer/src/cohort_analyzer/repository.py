@@ -36,20 +36,22 @@ _COLS = ", ".join(dataset.DISCOVERY_COLUMNS)
 # needs, and returns the whole batch as ONE comma-separated string (group_concat), parsed by NumPy in C: no
 # Python tuple or int per row. The ids go in as ONE JSON array parameter read by json_each, joined to the
 # INTEGER PRIMARY KEY (one rowid seek per id, as with IN (...), without thousands of bound parameters).
-# Bit layout of a packed learner, low to high (decoded by engine.aggregate_packed):
-#   bit 0 active_7d (minutes_7d > 0) | bits 1-10 progress_permille | bits 11-12 segment index (dataset.SEGMENTS)
-#   | bits 13-32 signup_day | bits 33-44 course_id
+# Bit layout of a packed learner, low to high (decoded by engine.aggregate_packed), chosen so that
+# ``packed >> 30`` is already the cohort code without its month (course << 16 | segment):
+#   bits 0-9 progress_permille | bit 10 active_7d (minutes_7d > 0) | bits 13-29 signup_day
+#   | bits 30-31 segment index (dataset.SEGMENTS) | bits 46-57 course_id
 # A learner whose values do not fit (course_id > 4095, progress outside 0..1023, signup_day outside
 # 0..PACK_MAX_DAY) packs to -1; the engine then reads that batch through fetch_learners instead.
-PACK_DAY_SHIFT, PACK_COURSE_SHIFT = 13, 33
-PACK_MAX_DAY = 400_000  # year 3065: months since 1970 stay below engine._MONTH_SLOTS
+PACK_DAY_SHIFT, PACK_SEGMENT_SHIFT, PACK_COURSE_SHIFT = 13, 30, 46
+PACK_MAX_DAY = (1 << 17) - 1  # 2328-11-09
 _PACK_SEGMENT = (f"CASE WHEN l.minutes_30d = 0 THEN 0 WHEN l.minutes_7d < {dataset.CASUAL_MAX_7D} THEN 1 "
                  f"WHEN l.minutes_7d < {dataset.ENGAGED_MAX_7D} THEN 2 ELSE 3 END")
 _PACKED_SQL = (
     "SELECT group_concat(CASE WHEN l.course_id BETWEEN 0 AND 4095 AND l.progress_permille BETWEEN 0 AND 1023 "
     f"AND l.signup_day BETWEEN 0 AND {PACK_MAX_DAY} THEN (l.course_id << {PACK_COURSE_SHIFT}) "
-    f"| (l.signup_day << {PACK_DAY_SHIFT}) | (({_PACK_SEGMENT}) << 11) | (l.progress_permille << 1) "
-    "| (l.minutes_7d > 0) ELSE -1 END) FROM json_each(?) AS j JOIN learners AS l ON l.learner_id = j.value"
+    f"| (({_PACK_SEGMENT}) << {PACK_SEGMENT_SHIFT}) | (l.signup_day << {PACK_DAY_SHIFT}) "
+    "| ((l.minutes_7d > 0) << 10) | l.progress_permille ELSE -1 END) "
+    "FROM json_each(?) AS j JOIN learners AS l ON l.learner_id = j.value"
 )
 
 
@@ -189,7 +191,7 @@ class Repository:
             cur.close()
         return tuple(rows[0]) if rows else None
 
-    def fetch_packed(self, conn: Any, learner_ids: Sequence[int]) -> np.ndarray:
+    def fetch_packed(self, conn: Any, learner_ids: Sequence[int] | np.ndarray) -> np.ndarray:
         """SQLite only: the packed learners (layout above, any order) of DISTINCT ids, by one query.
 
         Unknown ids are simply absent (the caller compares lengths); -1 marks a learner that does not pack.
@@ -198,9 +200,8 @@ class Repository:
             raise RepositoryError(f"packed reads are not supported on {self.backend}")
         cur = conn.cursor()
         try:
-            # str() of a list of Python ints is a JSON array (and cheaper than json.dumps)
-            ids = [int(i) for i in learner_ids] if not isinstance(learner_ids, list) else learner_ids
-            rows = self._timed(cur, _PACKED_SQL, (str(ids),))
+            # str() of a list of Python ints is a JSON array (and cheaper than json.dumps); no copy for an int64 array
+            rows = self._timed(cur, _PACKED_SQL, (str(np.asarray(learner_ids, dtype=np.int64).tolist()),))
         finally:
             cur.close()
         text = rows[0][0] if rows else None

@@ -1,8 +1,6 @@
 """Weight math of cohort.rollout.traffic_weights (plugins/module_utils/traffic.py)."""
 from __future__ import annotations
 
-import itertools
-import math
 from fractions import Fraction
 
 import pytest
