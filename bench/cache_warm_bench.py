@@ -1,4 +1,3 @@
-#!/usr/bin/env python3
 """Benchmark of the cache warm-up write path against redis-benchmark, on one throwaway Redis.
 
     .venv/bin/python bench/cache_warm_bench.py [--keys 1000000] [--port 28650]
@@ -70,7 +69,7 @@ def redis_benchmark(port, keys, *command):
 
 
 def main():
-    parser = argparse.ArgumentParser(description=__doc__.split('\n\n')[0])
+    parser = argparse.ArgumentParser(description=__doc__.split('\n\n', maxsplit=1)[0])
     parser.add_argument('--keys', type=int, default=1_000_000)
     parser.add_argument('--port', type=int, default=28650)
     parser.add_argument('--batch-size', type=int, default=500)
@@ -90,7 +89,7 @@ def main():
     os.chmod(conf, 0o600)
     server = subprocess.Popen([shutil.which('redis-server'), conf], stdout=subprocess.DEVNULL)
     try:
-        for _ in range(100):
+        for _attempt in range(100):
             try:
                 socket.create_connection(('127.0.0.1', args.port), timeout=0.2).close()
                 break

@@ -117,7 +117,7 @@ def test_canary_job_succeeds_and_streams_every_gate_sample(jobs_dir):
     assert samples, 'no per-sample gate line in the event stream:\n' + tail
     total = samples[-1][1]
     # One line per sample, in order, the last one being n/N.
-    assert [n for n, _ in samples] == list(range(1, total + 1)), samples
+    assert [n for n, _total in samples] == list(range(1, total + 1)), samples
     assert any('[canary] verdict: PASSED' in line for line in lines), tail
     assert _report()['canary']['status'] == 'passed'
     assert 0 < float(_weights()['ultra_fast']) < 0.5

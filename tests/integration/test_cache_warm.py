@@ -93,7 +93,7 @@ def run_module(args, check=False):
     cmd = [os.path.join(BIN, 'ansible'), 'localhost', '-m', 'cohort.rollout.cache_warm', '-a', json.dumps(args)]
     if check:
         cmd.append('--check')
-    proc = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
+    proc = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=300, check=False)
     out = json.loads(proc.stdout)
     return out['plays'][0]['tasks'][0]['hosts']['localhost']
 

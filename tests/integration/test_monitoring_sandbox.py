@@ -66,7 +66,7 @@ def sandbox():
     assert resp.status_code == 200, resp.text
     try:
         # Both variants serve traffic for a whole rate window before anything is judged.
-        wanted = ['%s{variant="%s"}' % (rule, v) for rule, _ in rollout.recording_rules(SPEC) for v in VARIANTS]
+        wanted = ['%s{variant="%s"}' % (rule, v) for rule, _expr in rollout.recording_rules(SPEC) for v in VARIANTS]
         deadline = time.monotonic() + SPEC['rate_window_seconds'] + 60
         time.sleep(SPEC['rate_window_seconds'])
         while time.monotonic() < deadline and not all(_finite(e)[0] for e in wanted):
@@ -86,7 +86,7 @@ def test_all_scrape_targets_up(sandbox):
     assert {'cohort_analyzer', 'haproxy', 'prometheus', 'alertmanager'} <= jobs
 
 
-@pytest.mark.parametrize('record', [r for r, _ in rollout.recording_rules(SPEC)])
+@pytest.mark.parametrize('record', [r for r, _expr in rollout.recording_rules(SPEC)])
 @pytest.mark.parametrize('variant', VARIANTS)
 def test_recording_rule_has_data_for_both_variants(sandbox, record, variant):
     ok, values = _finite('%s{variant="%s"}' % (record, variant))
@@ -108,14 +108,14 @@ def test_every_gate_query_returns_data(sandbox):
 
 
 def test_traffic_share_follows_the_weights_api(sandbox):
-    _, values = _finite('cohort_lb_traffic_weight_share{variant="ultra_fast"}')
+    _ok, values = _finite('cohort_lb_traffic_weight_share{variant="ultra_fast"}')
     assert values and abs(values[0] - 0.5) < 0.02, values
 
 
 def test_alert_rules_loaded_without_errors(sandbox):
     groups = requests.get(PROM + '/api/v1/rules', timeout=10).json()['data']['groups']
     rules = {r['name']: r for g in groups for r in g['rules']}
-    expected = {r['alert'] for r in rollout.alert_rules(SPEC)} | {r for r, _ in rollout.recording_rules(SPEC)}
+    expected = {r['alert'] for r in rollout.alert_rules(SPEC)} | {r for r, _expr in rollout.recording_rules(SPEC)}
     assert expected <= set(rules)
     assert [n for n, r in rules.items() if r['health'] == 'err'] == []
     assert {n: rules[n]['labels']['severity'] for n in ('HighErrorRate', 'HighLatency', 'MemorySpiking')} == \

@@ -43,7 +43,7 @@ def test_rendered_files_are_valid(host):
 
 
 def test_runbook_alerts_listed_with_severities():
-    _, body = _get(PROM + '/api/v1/rules')
+    _status, body = _get(PROM + '/api/v1/rules')
     rules = {r['name']: r for g in body['data']['groups'] for r in g['rules']}
     assert {n: rules[n]['labels']['severity'] for n in ('HighErrorRate', 'HighLatency', 'MemorySpiking')} == \
         {'HighErrorRate': 'warning', 'HighLatency': 'critical', 'MemorySpiking': 'warning'}
@@ -51,7 +51,7 @@ def test_runbook_alerts_listed_with_severities():
 
 
 def test_scrape_targets_from_inventory():
-    _, body = _get(PROM + '/api/v1/targets')
+    _status, body = _get(PROM + '/api/v1/targets')
     instances = sorted((t['labels']['job'], t['labels']['instance']) for t in body['data']['activeTargets'])
     assert instances == [('alertmanager', '127.0.0.1:28593'), ('cohort_analyzer', '127.0.0.1:28581'),
                          ('cohort_analyzer', '127.0.0.1:28582'), ('haproxy', '127.0.0.1:28584'),
@@ -59,7 +59,7 @@ def test_scrape_targets_from_inventory():
 
 
 def test_alertmanager_ready_with_unreachable_webhook():
-    status, _ = _get(AM + '/-/ready')
+    status, _body = _get(AM + '/-/ready')
     assert status == 200
-    _, body = _get(AM + '/api/v2/status')
+    _status, body = _get(AM + '/api/v2/status')
     assert 'http://127.0.0.1:28595/alertmanager' in body['config']['original']

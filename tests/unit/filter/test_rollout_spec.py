@@ -143,7 +143,7 @@ def test_bad_op_unit_action_severity_and_alert_gate():
         'gates': {'error_rate': {'op': 'below', 'unit': 'furlongs'}},
         'phases': {'rollout': {'gates': {'error_rate': {'action': 'panic'}}}},
         'alerts': {'HighLatency': {'severity': 'page'}, 'Nope': {'gate': 'nope', 'op': 'gt', 'threshold': 1,
-                                                                  'severity': 'warning'}},
+                                                                 'severity': 'warning'}},
     })
     for needle in ("rollout_spec.gates.error_rate.op: expected one of lt, le, gt, ge, got 'below'",
                    'rollout_spec.gates.error_rate.unit: expected one of',
@@ -306,7 +306,7 @@ def test_recording_rules_use_the_rate_window():
 
 def test_every_gate_metric_is_recorded():
     s = spec()
-    recorded = {r for r, _ in rollout.recording_rules(s)}
+    recorded = {r for r, _expr in rollout.recording_rules(s)}
     assert {g['metric'] for g in s['gates'].values()} <= recorded
-    panel_metrics = {m for _, m, _, _ in rollout.DASHBOARD_PANELS + rollout.LB_PANELS}
+    panel_metrics = {m for _title, m, _unit, _description in rollout.DASHBOARD_PANELS + rollout.LB_PANELS}
     assert panel_metrics <= recorded

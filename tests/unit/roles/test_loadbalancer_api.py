@@ -34,8 +34,8 @@ def test_latency_window_parses_haproxy_lines_and_expires():
     assert summary[None]['samples'] == 102
     assert summary['original']['p50'] == 50 and summary['original']['p99'] == 99
     assert summary['ultra_fast']['samples'] == 1 and summary['ultra_fast']['p999'] == 40
-    assert window.summary(now=1100.0)[None] == {'p50': None, 'p99': None, 'p999': None, 'samples': 0,
-                                                 'unit': 'ms', 'measure': 'haproxy Ta (total active time)'}
+    empty = {'p50': None, 'p99': None, 'p999': None, 'samples': 0, 'unit': 'ms', 'measure': 'haproxy Ta (total active time)'}
+    assert window.summary(now=1100.0)[None] == empty
 
 
 def test_rate_is_none_without_requests():

@@ -35,7 +35,7 @@ def test_sink_appends_every_post(tmp_path):
     proc = subprocess.Popen([sys.executable, SINK, '--port', str(PORT), '--out', str(out)],
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
     try:
-        for _ in range(50):
+        for _attempt in range(50):
             try:
                 urllib.request.urlopen('http://127.0.0.1:%d/healthz' % PORT, timeout=1).read()
                 break

@@ -15,7 +15,7 @@ def parse_resp(data):
         end = data.index(b'\r\n', pos)
         count, pos = int(data[pos + 1:end]), end + 2
         args = []
-        for _ in range(count):
+        for _index in range(count):
             assert data[pos:pos + 1] == b'$'
             end = data.index(b'\r\n', pos)
             size, pos = int(data[pos + 1:end]), end + 2
