@@ -15,6 +15,7 @@ import math
 import os
 import re
 import subprocess
+import time
 
 import pytest
 import requests
@@ -52,11 +53,46 @@ def sandbox():
     except requests.RequestException as exc:
         pytest.skip('the sandbox load balancer is not up (make sandbox): %s' % exc)
     conf['auth'] = {'Authorization': 'Bearer ' + conf['token']}
+    ensure_analyzers_up(conf)
     before = requests.get(conf['api'] + '/config/traffic-weights', headers=conf['auth'], timeout=10).json()
     yield conf
     # put back the split found before the test
     requests.post(conf['api'] + '/config/traffic-weights', headers=conf['auth'], timeout=10,
                   data=json.dumps({p: (s if s is not None else 0) for p, s in before['shares'].items()}))
+
+
+def server_states(conf):
+    text = requests.get(conf['exporter'] + '/metrics', timeout=10).text
+    states = {}
+    for m in re.finditer(r'haproxy_server_status\{([^}]*)\} (\S+)', text):
+        labels = dict(re.findall(r'(\w+)="([^"]*)"', m.group(1)))
+        if labels.get('proxy') == 'analyzers' and float(m.group(2)) == 1:
+            states[labels['server']] = labels.get('state')
+    return states
+
+
+def ensure_analyzers_up(conf):
+    """Other tests (rollback drills) stop ultra_fast: start the analyzers again as the sandbox does."""
+    def down():
+        out = []
+        for host, port in conf['ports'].items():
+            try:
+                requests.get('http://%s:%s/healthz' % (conf['hosts'][host], port), timeout=3).raise_for_status()
+            except requests.RequestException:
+                out.append(host)
+        return out
+    if down():
+        env = dict(os.environ, ANSIBLE_CONFIG=os.path.join(ROOT, 'ansible.cfg'), PATH=VENV_BIN + os.pathsep + os.environ['PATH'])
+        run = subprocess.run([os.path.join(VENV_BIN, 'ansible-playbook'), 'playbooks/provision.yml', '--limit', 'analyzers'],
+                             cwd=ROOT, env=env, capture_output=True, text=True, timeout=900, check=False)
+        assert run.returncode == 0 and not down(), 'analyzers %s down and provision failed: %s' % (down(), run.stdout[-2000:])
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        states = server_states(conf)
+        if states and all(state == 'UP' for state in states.values()):
+            return
+        time.sleep(1)
+    pytest.fail('HAProxy does not see every analyzer UP: %r' % server_states(conf))
 
 
 def haproxy_counts(conf):
@@ -113,10 +149,14 @@ def test_observed_share_matches_requested(sandbox, share):
                          data=json.dumps({'original': round(1 - share, 10), 'ultra_fast': share}))
     assert resp.status_code == 200, resp.text
     assert resp.json()['after']['shares']['ultra_fast'] == pytest.approx(share, abs=1e-12)
+    set_weights = resp.json()['after']['weights']
     hap0, ana0 = haproxy_counts(sandbox), analyzer_counts(sandbox)
     ok = send(sandbox, REQUESTS_PER_SHARE)
     hap1, ana1 = haproxy_counts(sandbox), analyzer_counts(sandbox)
     assert ok == REQUESTS_PER_SHARE
+    # the sandbox is shared: a phase or rollback run elsewhere during the burst invalidates the count
+    log = requests.get(sandbox['api'] + '/config/traffic-weights', headers=sandbox['auth'], timeout=10).json()
+    assert log['weights'] == set_weights, 'weights changed by someone else during the test: %r -> %r' % (set_weights, log['weights'])
     for source, before, after in (('haproxy', hap0, hap1), ('analyzers', ana0, ana1)):
         fast = delta(after, before, 'ultra_fast')
         total = fast + delta(after, before, 'original')
