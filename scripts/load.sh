@@ -5,13 +5,16 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 state=.sandbox/load
 mkdir -p "$state"
-url=$(.venv/bin/ansible-inventory --host lb-1 | .venv/bin/python -c 'import json,sys; print(json.load(sys.stdin)["lb_frontend_url"])' 2>/dev/null || echo http://127.0.0.1:18080)
+url=$(.venv/bin/ansible-inventory --host lb-1 | .venv/bin/python -c 'import json,sys; print(json.load(sys.stdin)["lb_frontend_url"])')
 case "${1:-}" in
   start)
-    rate=${2:-${LOAD_RATE:-80}}
+    rate=${2:-${LOAD_RATE:-150}}
     duration=${3:-${LOAD_DURATION:-5400}}
     scripts/load.sh stop
+    # 150 req/s gives the 1% canary enough requests per sample; 5% of requests are
+    # one-off learner sets (cache misses that read the database, like real traffic).
     .venv/bin/cohort-analyzer loadgen --url "$url" --rate "$rate" --duration "$duration" \
+      --fresh-share "${LOAD_FRESH_SHARE:-0.05}" \
       --json-out "$state/summary.json" >"$state/load.log" 2>&1 &
     echo $! > "$state/load.pid"
     echo "load: $rate req/s to $url for up to ${duration}s (pid $(cat "$state/load.pid"), log $state/load.log)"

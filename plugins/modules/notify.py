@@ -19,7 +19,7 @@ description:
     that a notification never stops a rollback. Without O(url) the event is only printed.
   - This is an action plugin; it runs on the controller.
 author:
-  - cohort.rollout contributors
+  - cohort.rollout contributors (!UNKNOWN)
 options:
   url:
     description: Webhook URL. Empty prints the event only.
@@ -62,9 +62,11 @@ options:
     default: 5.0
 attributes:
   check_mode:
+    description: Can run in check mode and return what would happen without changing anything.
     support: full
     details: Prints the message, sends nothing.
   diff_mode:
+    description: Does not return a diff.
     support: none
 """
 

@@ -20,7 +20,7 @@ description:
   - With O(timing), records C(trip_at) and C(durations) (seconds from the trip to each mark, and to now).
   - This is an action plugin; it runs on the controller whatever the task's host.
 author:
-  - cohort.rollout contributors
+  - cohort.rollout contributors (!UNKNOWN)
 options:
   path:
     description: Path of the report on the controller. Its directory must exist.
@@ -65,9 +65,11 @@ options:
     default: []
 attributes:
   check_mode:
+    description: Can run in check mode and return what would happen without changing anything.
     support: full
     details: Checks the order and returns what would be written; writes nothing.
   diff_mode:
+    description: Does not return a diff.
     support: none
 """
 

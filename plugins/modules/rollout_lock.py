@@ -20,7 +20,7 @@ description:
     the caller can record it.
   - Acquiring a lock already held by the same run changes nothing (the phases of C(deploy.yml) share one lock).
 author:
-  - cohort.rollout contributors
+  - cohort.rollout contributors (!UNKNOWN)
 options:
   path:
     description:
@@ -60,9 +60,11 @@ options:
     type: str
 attributes:
   check_mode:
+    description: Can run in check mode and return what would happen without changing anything.
     support: full
     details: Reports whether the lock would be taken, kept, broken or released; writes nothing.
   diff_mode:
+    description: Does not return a diff.
     support: none
 notes:
   - Concurrent runs on the same host are serialised with C(fcntl.flock) on C(<path>.guard); the lock file itself

@@ -106,3 +106,14 @@ def test_loadgen_counts_errors_and_stops_on_sigterm(tmp_path):
     assert summary["failed"] == summary["completed"] > 10
     assert summary["status_counts"] == {"connection_error": summary["completed"]}
     assert "(interrupted)" in stdout
+
+
+def test_loadgen_refuses_a_fresh_share_outside_0_1():
+    import asyncio
+
+    import pytest
+
+    from cohort_analyzer import loadgen
+
+    with pytest.raises(ValueError, match="fresh share"):
+        asyncio.run(loadgen.run("http://127.0.0.1:9", 1.0, 1.0, fresh_share=1.5))

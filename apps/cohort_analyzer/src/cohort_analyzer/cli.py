@@ -102,6 +102,8 @@ def build_parser() -> argparse.ArgumentParser:
                       help="learners per request, MIN..MAX")
     load.add_argument("--learners", type=_positive_int, default=dataset.DEFAULT_LEARNERS,
                       help="ids are drawn from 1..learners")
+    load.add_argument("--fresh-share", type=float, default=0.0,
+                      help="fraction of requests with a never-seen learner set (cache misses that read the DB)")
     load.add_argument("--concurrency", type=_positive_int, default=64, help="maximum requests in flight")
     load.add_argument("--timeout", type=float, default=10.0, help="per-request timeout, seconds")
     load.add_argument("--report-every", type=float, default=0.0, help="print progress every N seconds (0 = never)")
@@ -155,7 +157,7 @@ def _loadgen(args: argparse.Namespace) -> int:
         summary = asyncio.run(loadgen.run(
             args.url, args.rate, args.duration, pool_size=args.pool_size, zipf_s=args.zipf_s, seed=args.seed,
             set_size=set_size, n_learners=args.learners, concurrency=args.concurrency, timeout=args.timeout,
-            report_every=args.report_every, verify_tls=not args.insecure))
+            report_every=args.report_every, verify_tls=not args.insecure, fresh_share=args.fresh_share))
     except ValueError as exc:
         LOG.error("%s", exc)
         return 2

@@ -202,9 +202,12 @@ async def run(url: str, rate: float, duration: float, pool_size: int = loadpatte
               zipf_s: float = loadpattern.DEFAULT_ZIPF_S, seed: int = loadpattern.DEFAULT_SEED,
               set_size: tuple[int, int] = (loadpattern.DEFAULT_MIN_SIZE, loadpattern.DEFAULT_MAX_SIZE),
               n_learners: int = 200_000, concurrency: int = 64, timeout: float = 10.0,
-              report_every: float = 0.0, verify_tls: bool = True, out=sys.stderr) -> dict:
+              report_every: float = 0.0, verify_tls: bool = True, fresh_share: float = 0.0,
+              out=sys.stderr) -> dict:
     if rate <= 0 or duration <= 0:
         raise ValueError("rate and duration must be > 0")
+    if not 0.0 <= fresh_share <= 1.0:
+        raise ValueError("fresh share must be within [0, 1]")
     if concurrency < 1:
         raise ValueError("concurrency must be >= 1")
     sets = loadpattern.learner_sets(pool_size, seed, n_learners, *set_size)
@@ -213,7 +216,16 @@ async def run(url: str, rate: float, duration: float, pool_size: int = loadpatte
     cdf = np.cumsum(loadpattern.zipf_probabilities(len(bodies), zipf_s))
     draw = np.random.default_rng(seed + 1)
 
+    # Real traffic has a long tail of one-off questions: a fresh_share of requests carries a learner set
+    # never asked before, so it misses the cache and reads the database (the DB-latency gate needs data).
+    fresh = np.random.default_rng(seed + 2)
+    low, high = set_size
+
     def pick() -> bytes:
+        if fresh_share > 0 and fresh.random() < fresh_share:
+            size = int(fresh.integers(low, high + 1))
+            ids = fresh.choice(n_learners, size=min(size, n_learners), replace=False) + 1
+            return json.dumps({"learner_ids": ids.tolist()}, separators=(",", ":")).encode()
         return bodies[min(int(np.searchsorted(cdf, draw.random(), side="right")), len(bodies) - 1)]
 
     client = Client(url, concurrency, timeout, verify_tls)
