@@ -1,4 +1,3 @@
-#!/usr/bin/env python3
 """Rollback and phase timings on the sandbox (issue 8), with the sandbox's load running.
 
   .venv/bin/python bench/rollback_bench.py [--runs N] [--skip-deploy]
@@ -65,8 +64,8 @@ def main():
                                     capture_output=True, text=True, check=True).stdout)
     out = {'failing_canary': [], 'manual_rollback': [], 'deploy_zero_bake': []}
     play('rollback.yml', '-e', 'rollout_break_lock=true', '-e', 'rollback_reason=bench setup')
-    for _ in range(args.runs):
-        rc, wall, _ = play('canary.yml', '-e', 'analyzer_fault_error_rate=0.05')
+    for _run in range(args.runs):
+        rc, wall, _tail = play('canary.yml', '-e', 'analyzer_fault_error_rate=0.05')
         rep = report()
         canary, rollback = rep.get('canary', {}), rep.get('rollback', {})
         entry = dict(rc=rc, wall_s=round(wall, 1), verdict=canary.get('verdict'), samples=len(canary.get('samples', [])))
@@ -74,14 +73,14 @@ def main():
             entry['bake_start_to_trip_s'] = epoch(canary['ended_at']) - epoch(canary['started_at'])
         entry.update(rollback.get('durations', {}))
         out['failing_canary'].append(entry)
-    for _ in range(args.runs):
+    for _run in range(args.runs):
         set_split(inv['lb_api_url'], inv['lb_api_token'], 0.01)
-        rc, wall, _ = play('rollback.yml', '-e', 'rollback_reason=bench manual')
+        rc, wall, _tail = play('rollback.yml', '-e', 'rollback_reason=bench manual')
         entry = dict(rc=rc, wall_s=round(wall, 1))
         entry.update(report().get('rollback', {}).get('durations', {}))
         out['manual_rollback'].append(entry)
     if not args.skip_deploy:
-        for _ in range(args.runs):
+        for _run in range(args.runs):
             rc, wall, tail = play('deploy.yml', '-e', json.dumps({'rollout_spec_overrides': ZERO_BAKE}))
             out['deploy_zero_bake'].append(dict(rc=rc, wall_s=round(wall, 1),
                                                 statuses={p: report().get(p, {}).get('status')

@@ -3,7 +3,7 @@
 # numbers; docs/performance.md records them with the command. Not part of
 # `make test`: timings belong in benchmarks, not in tests that flake.
 set -uo pipefail
-cd "$(dirname "$0")/.."
+cd "$(dirname "$0")/.." || exit 1
 py=.venv/bin/python
 rc=0
 run() { echo "=== $*"; "$@" || { echo "benchmark failed: $*" >&2; rc=1; }; }

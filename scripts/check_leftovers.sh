@@ -3,7 +3,7 @@
 # pidfile under .sandbox/ (a live pid whose start time matches is a leftover)
 # and every sandbox port (nothing may still listen). Exit 1 if anything is left.
 set -uo pipefail
-cd "$(dirname "$0")/.."
+cd "$(dirname "$0")/.." || exit 1
 left=0
 while IFS= read -r -d '' pidfile; do
   pid=$(head -n1 "$pidfile" 2>/dev/null | tr -dc 0-9)

@@ -4,7 +4,7 @@
 # itself, and print what the report says. `make demo` calls this after
 # `make sandbox`.
 set -uo pipefail
-cd "$(dirname "$0")/.."
+cd "$(dirname "$0")/.." || exit 1
 export PATH="$PWD/.venv/bin:$PATH"
 report=$(ansible-inventory --host lb-1 | python -c 'import json,sys; print(json.load(sys.stdin)["rollout_report_path"])')
 drill_report="${report%.json}-drill.json"

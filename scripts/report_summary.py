@@ -1,7 +1,6 @@
-#!/usr/bin/env python3
 """Print a readable summary of the rollout report (JSON at rollout_report_path).
 
-  scripts/report_summary.py [REPORT]   (default .sandbox/report.json)
+  python3 scripts/report_summary.py [REPORT]   (default .sandbox/report.json)
 
 Per phase: status, start/end and duration, traffic share, and for every gate its
 worst value against its threshold (pass/FAIL), samples taken, failures, no-data
@@ -75,8 +74,9 @@ def phase_lines(name, rec):
 
 def rollback_lines(rec):
     durations = rec.get('durations') or {}
-    lines = ['rollback %s (%s, phase %s) at %s' % (str(rec.get('status', '?')).upper(), rec.get('trigger', '?'),
-                                                    rec.get('phase') or '-', rec.get('trip_at') or rec.get('started_at'))]
+    lines = ['rollback %s (%s, phase %s) at %s' % (
+        str(rec.get('status', '?')).upper(), rec.get('trigger', '?'),
+        rec.get('phase') or '-', rec.get('trip_at') or rec.get('started_at'))]
     lines.append('    reason: %s' % rec.get('reason', ''))
     if durations:
         lines.append('    trip -> shares reverted %s s, trip -> complete %s s' % (

@@ -5,14 +5,13 @@
 # seconds. Works as root (CI) and as a normal user with sudo.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-root=$PWD
 
 sudo=""
 if [ "$(id -u)" -ne 0 ]; then sudo="sudo"; fi
 
 # Debian packages the project runs or tests with.
 debs=(haproxy redis-server redis-tools prometheus prometheus-alertmanager
-      sqlite3 curl jq rsync python3-venv procps iproute2)
+      sqlite3 curl jq rsync python3-venv procps iproute2 shellcheck)
 missing=()
 for p in "${debs[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
@@ -53,4 +52,5 @@ if [ ! -f "$getpip" ] || ! cmp -s scripts/get_pip_offline.py "$getpip"; then
   mkdir -p "$(dirname "$getpip")"
   cp scripts/get_pip_offline.py "$getpip"
 fi
-echo "setup: ready (.venv: $(.venv/bin/ansible --version | head -1))"
+version=$(.venv/bin/ansible --version)   # read it all: `| head -1` breaks ansible's pipe
+echo "setup: ready (.venv: ${version%%$'\n'*})"

@@ -28,7 +28,7 @@ ARGUMENT_SPEC = dict(
     token=dict(type='str', no_log=True),
     event=dict(type='str', required=True, choices=sorted(phase_record.EVENT_LEVELS)),
     phase=dict(type='str', required=True),
-    message=dict(type='str', required=True),
+    text=dict(type='str', required=True),
     error_rate=dict(type='raw'),
     level=dict(type='str', choices=list(phase_record.LEVELS)),
     details=dict(type='dict', default={}),
@@ -56,13 +56,13 @@ def build_payload(params, level, why, now=None):
     if params.get('error_rate') is not None:
         fields.append(dict(title='Error rate', value='%.4g' % float(params['error_rate']), short=True))
     fields.append(dict(title='Escalation', value='%s. %s' % (why, ACTIONS[level]), short=False))
-    text = '[%s] cohort rollout %s: %s' % (level.upper(), params['phase'], params['message'])
+    text = '[%s] cohort rollout %s: %s' % (level.upper(), params['phase'], params['text'])
     event = dict(event=params['event'], phase=params['phase'], level=level, escalation=why, action=ACTIONS[level],
-                 message=params['message'], at=phase_record.iso(now), details=params.get('details') or {})
+                 message=params['text'], at=phase_record.iso(now), details=params.get('details') or {})
     if params.get('error_rate') is not None:
         event['error_rate'] = float(params['error_rate'])
     return dict(text=text, attachments=[dict(color=COLORS[level], title='cohort.rollout %s %s' % (
-        params['phase'], params['event']), text=params['message'], fields=fields, ts=int(now))], cohort_rollout=event)
+        params['phase'], params['event']), text=params['text'], fields=fields, ts=int(now))], cohort_rollout=event)
 
 
 class ActionModule(ActionBase):

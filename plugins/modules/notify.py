@@ -37,8 +37,8 @@ options:
     description: The phase concerned.
     type: str
     required: true
-  message:
-    description: One line for humans.
+  text:
+    description: One line for humans (sent as the message text; the payload's C(cohort_rollout.message) field).
     type: str
     required: true
   error_rate:
@@ -76,7 +76,7 @@ EXAMPLES = r"""
     url: "{{ rollout_notify_url }}"
     event: rollback
     phase: canary
-    message: "gate error_rate tripped: 0.05 >= 0.01"
+    text: "gate error_rate tripped: 0.05 >= 0.01"
     error_rate: 0.05
 """
 
@@ -110,7 +110,7 @@ def main():
         event=dict(type='str', required=True,
                    choices=['complete', 'failed', 'inconclusive', 'investigate', 'passed', 'refused', 'rollback', 'start']),
         phase=dict(type='str', required=True),
-        message=dict(type='str', required=True),
+        text=dict(type='str', required=True),
         error_rate=dict(type='raw'),
         level=dict(type='str', choices=['info', 'normal', 'high', 'critical']),
         details=dict(type='dict', default={}),

@@ -246,11 +246,11 @@ def test_d_prometheus_stopped_is_inconclusive_and_rolls_back(sandbox):
     try:
         wait_for(baking, 900, 'the canary bake to start')
         pidfile = os.path.join(STATE, 'monitoring', 'run', 'prometheus.pid')
-        pid = pid_alive(pidfile, 'prometheus') or pid_alive(os.path.join(STATE, 'monitoring', 'prometheus.pid'),
-                                                             'prometheus')
+        pid = pid_alive(pidfile, 'prometheus') or pid_alive(
+            os.path.join(STATE, 'monitoring', 'prometheus.pid'), 'prometheus')
         assert pid, 'cannot find the sandbox Prometheus by its pidfile'
         os.kill(pid, signal.SIGTERM)
-        output, _ = proc.communicate(timeout=PLAY_TIMEOUT)
+        output, _stderr = proc.communicate(timeout=PLAY_TIMEOUT)
     finally:
         if proc.poll() is None:
             proc.kill()

@@ -1,4 +1,3 @@
-#!/usr/bin/env python3
 """A sandbox webhook receiver: every POST body is appended as one JSON line to a file.
 
 Stands in for Slack / a pager in the sandbox and in tests. Stdlib only.

@@ -16,7 +16,7 @@ PORT = 28790
 
 
 def test_payload_is_slack_shaped_with_the_event():
-    params = dict(event='rollback', phase='canary', message='gate error_rate tripped', error_rate=0.05,
+    params = dict(event='rollback', phase='canary', text='gate error_rate tripped', error_rate=0.05,
                   details={'reason': 'x'})
     payload = build_payload(params, 'critical', 'error rate 0.05 > 1%', now=1795701725)
     assert payload['text'].startswith('[CRITICAL] cohort rollout canary:')
