@@ -13,7 +13,11 @@ def run(*argv, **kw):
 
 
 def test_build_install_and_document(tmp_path):
-    run(BIN / 'ansible-galaxy', 'collection', 'build', '--output-path', tmp_path, ROOT, cwd=ROOT)
+    # Outside this checkout's ansible.cfg: its collections_path already holds cohort.rollout (the
+    # symlink), and ansible-galaxy would then skip the install as "already installed".
+    env = {k: v for k, v in os.environ.items() if k != 'ANSIBLE_CONFIG'}
+    env['ANSIBLE_COLLECTIONS_PATH'] = str(tmp_path / 'installed')
+    run(BIN / 'ansible-galaxy', 'collection', 'build', '--output-path', tmp_path, ROOT, cwd=tmp_path, env=env)
     tarballs = list(tmp_path.glob('cohort-rollout-*.tar.gz'))
     assert len(tarballs) == 1
     listing = run('tar', '-tzf', tarballs[0]).stdout.split()
@@ -21,9 +25,9 @@ def test_build_install_and_document(tmp_path):
     assert not any(n.startswith(('.sandbox', '.venv', 'tests/', 'bench/', 'collections/ansible_collections')) for n in listing)
 
     dest = tmp_path / 'installed'
-    run(BIN / 'ansible-galaxy', 'collection', 'install', '--no-deps', '-p', dest, tarballs[0], cwd=tmp_path)
-    env = {k: v for k, v in os.environ.items() if k != 'ANSIBLE_CONFIG'}
-    env['ANSIBLE_COLLECTIONS_PATH'] = str(dest)
+    run(BIN / 'ansible-galaxy', 'collection', 'install', '--no-deps', '--force', '-p', dest, tarballs[0],
+        cwd=tmp_path, env=env)
+    assert (dest / 'ansible_collections' / 'cohort' / 'rollout' / 'MANIFEST.json').exists()
     for plugin_type, name in (('module', 'cohort.rollout.daemon'), ('module', 'cohort.rollout.traffic_weights'),
                               ('module', 'cohort.rollout.metric_gate'), ('module', 'cohort.rollout.cache_warm')):
         out = run(BIN / 'ansible-doc', '-t', plugin_type, name, env=env, cwd=tmp_path).stdout
