@@ -176,6 +176,9 @@ def test_prometheus_killed_mid_bake_is_inconclusive_then_failed(tmp_path):
 def test_check_mode_rehearsal_over_recorded_history(stack, tmp_path):
     exporter, prom = stack
     report = tmp_path / 'report.json'
+    # The rehearsal looks 45 s back: wait until Prometheus holds that much history of the
+    # exporter (an earlier test restarts Prometheus, and the window must not reach before it).
+    prom.wait_value('count_over_time(%s[50s])' % ERR, lambda v: v >= 45, timeout=90)
     exporter.error_rate.set(0.05)
     prom.wait_value(ERR, lambda v: v == 0.05)
     time.sleep(3)
