@@ -394,6 +394,16 @@ def open_log(logfile):
 # Start / stop / signal
 # --------------------------------------------------------------------------
 
+
+def _default_signals():
+    """In the child: the signal dispositions a service manager gives a service.
+
+    Ansible may itself run with SIGHUP or SIGINT ignored (nohup, CI runners); an ignored
+    disposition survives exec, and a daemon started from there would ignore its reload signal.
+    """
+    for signum in (signal.SIGHUP, signal.SIGINT, signal.SIGQUIT, signal.SIGTERM, signal.SIGUSR1, signal.SIGUSR2):
+        signal.signal(signum, signal.SIG_DFL)
+
 def start(name, argv, pidfile, logfile, executable=None, chdir='/', environment=None,
           secret_environment=None, umask=None, start_wait=1.0):
     """Start argv detached, record it, watch it for start_wait seconds.
@@ -418,7 +428,7 @@ def start(name, argv, pidfile, logfile, executable=None, chdir='/', environment=
         # closed, so the task never waits on a pipe the daemon still holds.
         proc = subprocess.Popen(argv, executable=executable, stdin=devnull, stdout=log_fd,
                                 stderr=subprocess.STDOUT, cwd=chdir, env=env, close_fds=True,
-                                start_new_session=True)
+                                start_new_session=True, preexec_fn=_default_signals)
     except OSError as e:
         raise ProcessError('%s: cannot execute %s: %s' % (name, argv[0], e.strerror))
     finally:
