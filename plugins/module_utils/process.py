@@ -404,6 +404,7 @@ def _default_signals():
     for signum in (signal.SIGHUP, signal.SIGINT, signal.SIGQUIT, signal.SIGTERM, signal.SIGUSR1, signal.SIGUSR2):
         signal.signal(signum, signal.SIG_DFL)
 
+
 def start(name, argv, pidfile, logfile, executable=None, chdir='/', environment=None,
           secret_environment=None, umask=None, start_wait=1.0):
     """Start argv detached, record it, watch it for start_wait seconds.
