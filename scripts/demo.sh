@@ -6,7 +6,10 @@
 set -uo pipefail
 cd "$(dirname "$0")/.." || exit 1
 export PATH="$PWD/.venv/bin:$PATH"
-report=$(ansible-inventory --host lb-1 | python -c 'import json,sys; print(json.load(sys.stdin)["rollout_report_path"])')
+# Rendered by Ansible itself: ansible-inventory would show the unrendered template.
+report=$(ANSIBLE_LOAD_CALLBACK_PLUGINS=1 ANSIBLE_STDOUT_CALLBACK=ansible.builtin.json \
+  ansible lb-1 -m ansible.builtin.debug -a 'msg={{ rollout_report_path }}' \
+  | python -c 'import json,sys; print(json.load(sys.stdin)["plays"][0]["tasks"][0]["hosts"]["lb-1"]["msg"])')
 drill_report="${report%.json}-drill.json"
 
 scripts/load.sh start
