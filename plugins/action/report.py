@@ -21,19 +21,7 @@ from ansible_collections.cohort.rollout.plugins.module_utils.report import (
     ReportError, read_report, update_phase,
 )
 
-ARGUMENT_SPEC = dict(
-    path=dict(type='path', required=True),
-    phase=dict(type='str', required=True),
-    data=dict(type='dict', default={}),
-    new_run=dict(type='bool', default=False),
-    phases=dict(type='dict'),
-    force=dict(type='bool', default=False),
-    timing=dict(type='dict', options=dict(
-        trip=dict(type='raw', required=True),
-        marks=dict(type='dict', default={}),
-    )),
-    stamp=dict(type='list', elements='str', default=[]),
-)
+ARGUMENT_SPEC = phase_record.REPORT_ARGUMENT_SPEC
 
 
 class ActionModule(ActionBase):

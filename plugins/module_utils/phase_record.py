@@ -15,6 +15,22 @@ import os
 import time
 
 # Escalation levels of the runbook, lowest first. "info" is a routine event (phase start, pass).
+# Arguments of cohort.rollout.report: the action plugin validates with it, and the
+# documentation module declares it, so ansible-test checks the docs against the same spec.
+REPORT_ARGUMENT_SPEC = dict(
+    path=dict(type='path', required=True),
+    phase=dict(type='str', required=True),
+    data=dict(type='dict', default={}),
+    new_run=dict(type='bool', default=False),
+    phases=dict(type='dict'),
+    force=dict(type='bool', default=False),
+    timing=dict(type='dict', options=dict(
+        trip=dict(type='raw', required=True),
+        marks=dict(type='dict', default={}),
+    )),
+    stamp=dict(type='list', elements='str', default=[]),
+)
+
 LEVELS = ('info', 'normal', 'high', 'critical')
 # The runbook's Escalation Path: error rate > 1% critical, 0.5-1% high, below normal.
 CRITICAL_ERROR_RATE = 0.01

@@ -122,19 +122,11 @@ archived_to:
 """
 
 from ansible.module_utils.basic import AnsibleModule
+from ansible_collections.cohort.rollout.plugins.module_utils.phase_record import REPORT_ARGUMENT_SPEC
 
 
 def main():
-    module = AnsibleModule(argument_spec=dict(
-        path=dict(type='path', required=True),
-        phase=dict(type='str', required=True),
-        data=dict(type='dict', default={}),
-        new_run=dict(type='bool', default=False),
-        phases=dict(type='dict'),
-        force=dict(type='bool', default=False),
-        timing=dict(type='dict', options=dict(trip=dict(type='raw', required=True), marks=dict(type='dict', default={}))),
-        stamp=dict(type='list', elements='str', default=[]),
-    ), supports_check_mode=True)
+    module = AnsibleModule(argument_spec=REPORT_ARGUMENT_SPEC, supports_check_mode=True)
     module.fail_json(msg='cohort.rollout.report runs on the controller as an action plugin; '
                          'this module file holds its documentation only.')
 
