@@ -119,25 +119,58 @@ def _as_bytes(key):
 
 
 class _Conn(object):
-    """One connection borrowed from the client's pool, returned (or dropped, if it may be out of step)."""
+    """One connection borrowed from the client's pool, used raw: packed commands out, reply lines in.
+
+    redis-py connects, authenticates, selects the database and sets up TLS; the bulk traffic then goes
+    over the connection's socket directly, and replies are split into lines in C (``bytes.split``)
+    instead of one ``read_response`` call per reply (which costs more than Redis takes to run a SET).
+    Only commands whose every reply is one line are sent this way (``SET`` without ``GET`` -> ``+OK`` or
+    an error, ``TTL`` -> an integer or an error). The connection goes back to the pool only when every
+    reply was read; otherwise it is dropped, so that no later user reads our replies.
+    """
 
     def __init__(self, client):
         self.pool = client.connection_pool
         self.conn = self.pool.get_connection()
         self.clean = True
+        self.pending = b''
+        try:
+            self.conn.connect()
+            self.sock = getattr(self.conn, '_sock', None)
+            if self.sock is None:
+                raise OSError('the redis-py connection has no socket')
+        except BaseException:
+            self.pool.release(self.conn)
+            raise
 
     def send(self, payload):
         self.clean = False
         self.conn.send_packed_command([payload], check_health=False)
 
-    def read(self):
-        reply = self.conn.read_response()
-        return reply
+    def lines(self, count):
+        """The next ``count`` reply lines (without CRLF); raises ConnectionError if Redis hangs up."""
+        pending = self.pending
+        found = pending.count(b'\r\n')
+        while found < count:
+            chunk = self.sock.recv(262144)
+            if not chunk:
+                raise _ConnectionClosed('Redis closed the connection')
+            # A CRLF may straddle two chunks: count from the last byte already held.
+            scan = len(pending) - 1 if pending.endswith(b'\r') else len(pending)
+            pending += chunk
+            found += pending.count(b'\r\n', scan)
+        parts = pending.split(b'\r\n', count)
+        self.pending = parts.pop()
+        return parts
 
     def close(self):
-        if not self.clean:
+        if not self.clean or self.pending:
             self.conn.disconnect()
         self.pool.release(self.conn)
+
+
+class _ConnectionClosed(OSError):
+    pass
 
 
 class Warmer(object):
@@ -196,7 +229,7 @@ class Warmer(object):
                     unique.append(ids)
                 try:
                     conn.send(b''.join([pack_ttl(key) for key in keys]))
-                    ttls = [conn.read() for _key in keys]
+                    ttls = self._ttls(conn.lines(len(keys)))
                 except (self.redis.RedisError, OSError) as exc:
                     raise self._fail('checking which keys are fresh', exc)
                 conn.clean = True
@@ -262,22 +295,39 @@ class Warmer(object):
         except (self.redis.RedisError, OSError):
             pass
 
+    def _ttls(self, lines):
+        """Remaining TTLs from ``TTL`` reply lines (``:<seconds>``); an error line raises ResponseError."""
+        try:
+            return [int(line[1:]) if line[:1] == b':' else self._refusal(line, 'TTL') for line in lines]
+        except ValueError:
+            raise self.redis.ResponseError('unexpected reply to TTL among %r' % (lines[:3],))
+
+    def _refusal(self, line, command):
+        if line[:1] == b'-':
+            raise self.redis.ResponseError(line[1:].decode('utf-8', 'replace'))
+        raise self.redis.ResponseError('unexpected reply to %s: %r' % (command, line[:80]))
+
     def _collect(self, conn, sizes):
         """Read every reply of one batch, counting each acknowledged SET; return the first refusal or None.
 
         All replies are read even after a refusal (out of memory, read-only replica ...): Redis goes on
         with the rest of the batch, and the counts must say what it holds.
         """
+        if not sizes:
+            return None
+        lines = conn.lines(len(sizes))
+        if lines.count(b'+OK') == len(lines):
+            self.keys_written += len(sizes)
+            self.bytes += sum(sizes)
+            return None
         refused = None
-        for size in sizes:
+        for size, line in zip(sizes, lines):
+            if line == b'+OK':
+                self.keys_written += 1
+                self.bytes += size
+                continue
             try:
-                reply = conn.read()
+                self._refusal(line, 'SET')
             except self.redis.ResponseError as exc:
                 refused = refused or exc
-                continue
-            if reply not in (b'OK', 'OK', True):
-                refused = refused or self.redis.ResponseError('unexpected reply to SET: %r' % (reply,))
-                continue
-            self.keys_written += 1
-            self.bytes += size
         return refused

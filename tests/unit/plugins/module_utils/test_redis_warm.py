@@ -47,21 +47,51 @@ class FakeServer:
         raise AssertionError('unexpected command %r' % args)
 
 
+def encode_reply(reply):
+    if isinstance(reply, int):
+        return b':%d\r\n' % reply
+    if isinstance(reply, Exception):
+        return b'-%s\r\n' % str(reply).encode()
+    return b'+%s\r\n' % reply
+
+
+class FakeSocket:
+    """Hands out the server's replies in small, uneven pieces (CRLFs split across reads)."""
+
+    def __init__(self):
+        self.data, self.closed_at, self.sizes = b'', None, [1, 7, 2, 13, 4]
+
+    def recv(self, size):
+        if not self.data:
+            if self.closed_at is not None:
+                return b''
+            raise AssertionError('recv with no reply pending: the client would block forever')
+        piece = self.sizes[0]
+        self.sizes = self.sizes[1:] + self.sizes[:1]
+        chunk, self.data = self.data[:min(size, piece)], self.data[min(size, piece):]
+        return chunk
+
+
 class FakeConnection:
     def __init__(self, server):
-        self.server, self.replies, self.disconnected = server, [], False
+        self.server, self.disconnected = server, False
+        self._sock = FakeSocket()
+
+    def connect(self):
+        pass
 
     def send_packed_command(self, chunks, check_health=True):
         for chunk in chunks:
             commands = parse_resp(chunk)
             self.server.sent.append(commands)
-            self.replies.extend(self.server.execute(c) for c in commands)
-
-    def read_response(self):
-        reply = self.replies.pop(0)
-        if isinstance(reply, Exception):
-            raise reply
-        return reply
+            for command in commands:
+                if self._sock.closed_at is not None:
+                    break
+                reply = self.server.execute(command)
+                if isinstance(reply, redis.ConnectionError):
+                    self._sock.closed_at = len(self.server.sent)
+                    break
+                self._sock.data += encode_reply(reply)
 
     def disconnect(self):
         self.disconnected = True
@@ -218,3 +248,31 @@ def test_chunks_streams():
     gen = rw.chunks(endless(), 4)
     assert next(gen) == [1, 2, 3, 4]
     assert next(gen) == [5, 6, 7, 8]
+
+
+def test_connections_go_back_clean_or_are_dropped():
+    server = FakeServer()
+    client = FakeClient(server)
+    warmer = rw.Warmer(client, redis, 'redis://127.0.0.1:1/0', ttl=100, batch_size=3)
+    warmer.write(entries_for(warmer.stale_sets(SETS, key_fn)))
+    released = client.connection_pool.released
+    assert len(released) == 2 and not any(conn.disconnected for conn in released)
+
+    failing = FakeServer(fail_after=2, fail_with=redis.ConnectionError('gone'))
+    client = FakeClient(failing)
+    warmer = rw.Warmer(client, redis, 'redis://127.0.0.1:1/0', ttl=100, batch_size=3, force=True)
+    with pytest.raises(rw.WarmError):
+        warmer.write(entries_for(SETS))
+    assert [conn.disconnected for conn in client.connection_pool.released] == [True]
+
+
+def test_error_reply_to_ttl_fails_clearly():
+    class NoTTL(FakeServer):
+        def execute(self, args):
+            if args[0] == b'TTL':
+                return redis.ResponseError('NOPERM this user has no permissions to run the ttl command')
+            return super().execute(args)
+    with pytest.raises(rw.WarmError) as info:
+        warm(NoTTL(), SETS)
+    assert 'checking which keys are fresh' in str(info.value) and 'NOPERM' in str(info.value)
+    assert info.value.stats['keys_written'] == 0
