@@ -11,6 +11,8 @@ Nothing runs on the target host.
 
 from __future__ import annotations
 
+import time
+
 from ansible.errors import AnsibleActionFail
 from ansible.plugins.action import ActionBase
 from ansible.utils.display import Display
@@ -22,6 +24,8 @@ from ansible_collections.cohort.rollout.plugins.module_utils.prometheus import (
 from ansible_collections.cohort.rollout.plugins.module_utils.report import (
     ReportError, deep_merge, update_phase, utc_now_iso,
 )
+from ansible_collections.cohort.rollout.plugins.module_utils.traffic import ApplyError, TrafficError, validate_shares
+from ansible_collections.cohort.rollout.plugins.module_utils.weights_api import post_shares
 
 display = Display()
 
@@ -85,7 +89,10 @@ class ActionModule(ActionBase):
         )
         try:
             spec = gates.normalize_spec(params)
-        except gates.GateSpecError as exc:
+            if params.get('revert'):
+                shares = params['revert']['shares']
+                validate_shares(shares, {pool: ['?'] for pool in shares})
+        except (gates.GateSpecError, TrafficError) as exc:
             raise AnsibleActionFail('metric_gate: invalid arguments: %s' % exc)
         try:
             sampler = Sampler(params, transport=self.transport)
@@ -96,7 +103,9 @@ class ActionModule(ActionBase):
         problem = self._validate_queries(spec, sampler)
         if problem:
             result.update(failed=True, changed=False, verdict=problem[0], reasons=[problem[1]], msg=problem[1],
-                          samples=[], checks={}, phase=spec['phase'])
+                          samples=[], checks={}, phase=spec['phase'], ended_epoch=round(time.time(), 3))
+            if not self._task.check_mode:
+                self._revert(params.get('revert'), spec['phase'], result)
             return result
 
         if self._task.check_mode:
@@ -126,13 +135,41 @@ class ActionModule(ActionBase):
             spec, sampler, emit=display.display, clock=self.clock,
             requests_sampler=(lambda: sampler.requests(spec['min_requests']['query'])) if spec['min_requests'] else None,
             on_update=on_update)
-        outcome = bake.run()
+        try:
+            outcome = bake.run()
+        except Exception:
+            self._revert(params.get('revert'), spec['phase'], {})
+            raise
         result.update(outcome)
+        if outcome['verdict'] != 'passed':
+            self._revert(params.get('revert'), spec['phase'], result)
         if report_path:
             result['report_path'] = report_path
         if warnings:
             result['warnings'] = warnings
         return result
+
+    @staticmethod
+    def _revert(revert, phase, result):
+        """The bake did not pass: put the traffic back through the weights API at once (option ``revert``).
+
+        Runs before the task returns, so that the traffic is safe in the time of one HTTP call rather
+        than after the next Ansible task starts. A failure here is reported, not raised: the play's
+        rescue reverts again through the rollback role.
+        """
+        if not revert:
+            return
+        try:
+            answer = post_shares(revert['api_url'], revert['shares'], token=revert.get('api_token'),
+                                 validate_certs=revert['validate_certs'], timeout=revert['timeout'])
+        except (TrafficError, ApplyError) as exc:
+            result['revert'] = dict(ok=False, error=str(exc))
+            display.warning('metric_gate: could not revert the traffic: %s' % exc)
+            return
+        result['reverted_at'] = round(time.time(), 3)
+        result['revert'] = dict(ok=True, changed=bool(answer['changed']),
+                                shares=(answer.get('after') or {}).get('shares'))
+        display.display('[%s] traffic reverted by the gate: shares %s' % (phase, result['revert']['shares']))
 
     @staticmethod
     def _validate_queries(spec, sampler):

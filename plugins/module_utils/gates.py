@@ -83,6 +83,13 @@ ARGUMENT_SPEC = dict(
     report_path=dict(type='path'),
     max_runtime=dict(type='raw'),
     extra_report=dict(type='dict', default={}),
+    revert=dict(type='dict', options=dict(
+        api_url=dict(type='str', required=True),
+        api_token=dict(type='str', no_log=True),
+        shares=dict(type='dict', required=True),
+        validate_certs=dict(type='bool', default=True),
+        timeout=dict(type='float', default=5.0),
+    )),
 )
 MUTUALLY_EXCLUSIVE = [['prometheus_token', 'prometheus_username']]
 REQUIRED_TOGETHER = [['prometheus_username', 'prometheus_password']]
@@ -392,14 +399,15 @@ class Bake(object):
         return rec
 
     def _finish(self, verdict, reasons, msg=None):
-        ended = utc_now_iso(self.clock.wall())
+        wall = self.clock.wall()
+        ended = utc_now_iso(wall)
         record = self.record(verdict, verdict, reasons, ended)
         self.on_update(record)
         self.emit('[%s] verdict: %s%s' % (self.spec['phase'], verdict.upper(),
                                           (' - ' + '; '.join(reasons)) if reasons else ''))
         result = dict(
             verdict=verdict, reasons=list(reasons), samples=list(self.samples), checks=self.gates_summary(),
-            phase=self.spec['phase'], started_at=self.started_at, ended_at=ended,
+            phase=self.spec['phase'], started_at=self.started_at, ended_at=ended, ended_epoch=round(wall, 3),
             failed=verdict != 'passed', changed=False,
         )
         if self.min_requests is not None:

@@ -161,6 +161,36 @@ options:
     description: Keys deep-merged into this phase's record in the report, for example the phase's weights.
     type: dict
     default: {}
+  revert:
+    description:
+      - Traffic to restore the moment the bake does not pass (C(failed), C(inconclusive), or an error during the
+        bake), before the task returns. The controller calls the load balancer's weights API
+        (C(POST /config/traffic-weights), the same client as M(cohort.rollout.traffic_weights) with C(driver: http)).
+      - This makes the traffic safe in the time of one HTTP call after the trip, instead of after the next Ansible
+        task; the phase role still runs its rollback afterwards (which then finds the shares already reverted).
+      - A failed revert is a warning and RV(revert.ok=false); it never turns a failed bake into a pass.
+      - Not used in check mode.
+    type: dict
+    suboptions:
+      api_url:
+        description: Base URL of the weights API, for example C(http://127.0.0.1:18090).
+        type: str
+        required: true
+      api_token:
+        description: Bearer token of the weights API.
+        type: str
+      shares:
+        description: Shares to set, for example C({"original": 1, "ultra_fast": 0}); checked before the bake.
+        type: dict
+        required: true
+      validate_certs:
+        description: Verify the TLS certificate of O(revert.api_url).
+        type: bool
+        default: true
+      timeout:
+        description: Seconds to wait for the API.
+        type: float
+        default: 5.0
 attributes:
   action:
     support: full
@@ -282,6 +312,21 @@ ended_at:
   returned: when not in check mode
   type: str
   sample: "2026-11-26T16:00:05Z"
+ended_epoch:
+  description: End of the bake (the trip, when it failed) as seconds since the epoch, to the millisecond.
+  returned: when not in check mode
+  type: float
+  sample: 1795700405.123
+reverted_at:
+  description: When the weights API confirmed the O(revert) shares, seconds since the epoch.
+  returned: when O(revert) is set, the bake did not pass and the revert succeeded
+  type: float
+  sample: 1795700405.171
+revert:
+  description: What the O(revert) call did - C(ok), and C(changed) and the C(shares) now served, or C(error).
+  returned: when O(revert) is set and the bake did not pass
+  type: dict
+  sample: {"ok": true, "changed": true, "shares": {"original": 1.0, "ultra_fast": 0.0}}
 report_path:
   description: The report written.
   returned: when O(report_path) is set and not in check mode

@@ -148,14 +148,11 @@ error:
   sample: 0.0
 '''
 
-import json
-
 from ansible.module_utils.basic import AnsibleModule
-from ansible.module_utils.urls import open_url
-from ansible.module_utils.six.moves.urllib.error import HTTPError, URLError
 
 from ansible_collections.cohort.rollout.plugins.module_utils.haproxy import HAProxyError, HAProxySocket
 from ansible_collections.cohort.rollout.plugins.module_utils.traffic import ApplyError, TrafficError, apply_shares, validate_shares
+from ansible_collections.cohort.rollout.plugins.module_utils.weights_api import post_shares
 
 
 def run_haproxy(module):
@@ -166,33 +163,9 @@ def run_haproxy(module):
 
 
 def run_http(module):
-    url = module.params['api_url'].rstrip('/') + '/config/traffic-weights'
-    if module.check_mode:
-        url += '?check=true'
-    headers = {'Content-Type': 'application/json', 'Accept': 'application/json'}
-    if module.params['api_token']:
-        headers['Authorization'] = 'Bearer ' + module.params['api_token']
-    try:
-        resp = open_url(url, data=json.dumps(module.params['shares']), headers=headers, method='POST',
-                        validate_certs=module.params['validate_certs'], timeout=module.params['timeout'])
-        body = resp.read()
-    except HTTPError as exc:
-        detail = exc.read().decode('utf-8', 'replace')
-        try:
-            detail = json.loads(detail).get('error', detail)
-        except ValueError:
-            pass
-        raise TrafficError('weights API answered %s: %s' % (exc.code, detail)) from exc
-    except (URLError, OSError) as exc:
-        raise ApplyError('cannot reach the weights API at %s: %s' % (url, exc)) from exc
-    try:
-        result = json.loads(body)
-    except ValueError as exc:
-        raise ApplyError('the weights API returned something other than JSON: %r' % body[:200]) from exc
-    for key in ('changed', 'before', 'after', 'requested', 'error'):
-        if key not in result:
-            raise ApplyError('the weights API answer lacks %r: %r' % (key, result))
-    return result
+    return post_shares(module.params['api_url'], module.params['shares'], token=module.params['api_token'],
+                       validate_certs=module.params['validate_certs'], timeout=module.params['timeout'],
+                       check=module.check_mode)
 
 
 def main():

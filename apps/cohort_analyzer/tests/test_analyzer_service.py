@@ -139,6 +139,15 @@ def test_health_and_readiness(servers):
         assert get(server.url, "/nope")[0] == 404
 
 
+def test_injected_error_rate_is_exact_and_starts_at_once(start_server, small_db):
+    server = start_server("ultra_fast", small_db, env={"COHORT_ANALYZER_FAULT_ERROR_RATE": "0.05"})
+    codes = [post(server.url, '{"learner_ids": [1, 2]}')[0] for dummy in range(100)]
+    failed = [n for n, code in enumerate(codes) if code == 500]
+    assert failed == [0, 20, 40, 60, 80], failed  # 5 of 100, evenly spaced, the first request included
+    assert set(codes) == {200, 500}
+    assert value(server.url, "cohort_discovery_errors_total", "ultra_fast") == 5
+
+
 def test_keeps_answering_with_redis_down(start_server, small_db):
     server = start_server("original", small_db, ["--redis-url", "redis://127.0.0.1:28108/0"])
     for dummy in range(3):

@@ -230,3 +230,90 @@ def test_unwritable_report_fails_before_bake(tmp_path):
     with pytest.raises(AnsibleActionFail) as err:
         run(base(report_path=str(tmp_path / 'nope' / 'r.json')), {'err': [0.001]})
     assert 'cannot write the report before the bake' in str(err.value)
+
+
+class WeightsAPI(object):
+    """A stand-in for the load balancer's weights API on loopback: records each POST, answers like the real one."""
+
+    def __init__(self):
+        import http.server
+        import threading
+        calls = self.calls = []
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def do_POST(self):  # noqa: N802 (http.server's naming)
+                body = json.loads(self.rfile.read(int(self.headers['Content-Length'])))
+                calls.append(dict(path=self.path, body=body, auth=self.headers.get('Authorization')))
+                answer = json.dumps(dict(changed=True, before={}, after={'shares': body}, requested=body,
+                                         error=0.0)).encode()
+                self.send_response(200)
+                self.send_header('Content-Type', 'application/json')
+                self.send_header('Content-Length', str(len(answer)))
+                self.end_headers()
+                self.wfile.write(answer)
+
+            def log_message(self, *args):
+                pass
+
+        self.server = http.server.HTTPServer(('127.0.0.1', 0), Handler)
+        self.url = 'http://127.0.0.1:%d' % self.server.server_address[1]
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+        self.thread.start()
+
+    def close(self):
+        self.server.shutdown()
+        self.server.server_close()
+
+
+@pytest.fixture
+def weights_api():
+    api = WeightsAPI()
+    yield api
+    api.close()
+
+
+BASELINE = {'original': 1, 'ultra_fast': 0}
+
+
+def test_trip_reverts_traffic_before_returning(weights_api):
+    revert = dict(api_url=weights_api.url, api_token='lb-secret-token', shares=BASELINE)
+    result, lines, unused_2, unused_3 = run(base(revert=revert), {'err': [0.001, 0.04]})
+    assert result['verdict'] == 'failed' and result['failed']
+    assert weights_api.calls == [dict(path='/config/traffic-weights', body=BASELINE, auth='Bearer lb-secret-token')]
+    assert result['revert'] == dict(ok=True, changed=True, shares=BASELINE)
+    assert isinstance(result['reverted_at'], float) and isinstance(result['ended_epoch'], float)
+    assert 'lb-secret-token' not in json.dumps(result) and 'lb-secret-token' not in ''.join(lines)
+    assert any('traffic reverted by the gate' in line for line in lines)
+
+
+def test_pass_does_not_touch_traffic(weights_api):
+    result, unused_1, unused_2, unused_3 = run(base(revert=dict(api_url=weights_api.url, shares=BASELINE)),
+                                               {'err': [0.001]})
+    assert result['verdict'] == 'passed' and 'revert' not in result and 'reverted_at' not in result
+    assert weights_api.calls == []
+
+
+def test_unreachable_prometheus_before_the_bake_also_reverts(weights_api):
+    refused = TransportError('connection', '[Errno 111] Connection refused')
+    result, unused_1, unused_2, unused_3 = run(base(revert=dict(api_url=weights_api.url, shares=BASELINE)),
+                                               {'err': [refused]})
+    assert result['verdict'] == 'inconclusive' and result['revert']['ok'] is True
+    assert len(weights_api.calls) == 1
+
+
+def test_failed_revert_is_reported_and_the_bake_still_fails():
+    closed = 'http://127.0.0.1:9'  # discard port: nothing listens on loopback here
+    with mock.patch.object(action_mod.display, 'warning') as warning:
+        result, unused_1, unused_2, unused_3 = run(base(revert=dict(api_url=closed, shares=BASELINE, timeout=2)),
+                                                   {'err': [0.04]})
+    assert result['verdict'] == 'failed' and result['failed']
+    assert result['revert']['ok'] is False and 'cannot reach the weights API' in result['revert']['error']
+    assert 'reverted_at' not in result and warning.called
+
+
+@pytest.mark.parametrize('shares', [{'original': 0.5, 'ultra_fast': 0.2}, {'original': -1, 'ultra_fast': 2},
+                                    {'original': float('nan'), 'ultra_fast': 1}])
+def test_invalid_revert_shares_refused_before_any_query(shares, weights_api):
+    with pytest.raises(AnsibleActionFail, match='invalid arguments'):
+        run(base(revert=dict(api_url=weights_api.url, shares=shares)), {'err': [0.001]})
+    assert weights_api.calls == []

@@ -1,0 +1,53 @@
+# -*- coding: utf-8 -*-
+# Copyright: cohort.rollout contributors
+# GNU General Public License v3.0+ (see COPYING or https://www.gnu.org/licenses/gpl-3.0.txt)
+"""Client of the load balancer's weights API (``POST /config/traffic-weights``).
+
+One definition, used by the ``traffic_weights`` module (driver ``http``) and by the ``metric_gate``
+action plugin, which reverts the traffic from the controller the moment a bake fails.
+"""
+
+from __future__ import annotations
+
+import json
+
+from ansible.module_utils.six.moves.urllib.error import HTTPError, URLError
+from ansible.module_utils.urls import open_url
+
+from ansible_collections.cohort.rollout.plugins.module_utils.traffic import ApplyError, TrafficError
+
+ANSWER_KEYS = ('changed', 'before', 'after', 'requested', 'error')
+
+
+def post_shares(api_url, shares, token=None, validate_certs=True, timeout=10.0, check=False):
+    """Ask the API for ``shares``; return its answer (changed, before, after, requested, error).
+
+    Raises TrafficError when the API refuses the request (nothing changed) and ApplyError when it cannot
+    be reached or answers something that is not the API's JSON.
+    """
+    url = api_url.rstrip('/') + '/config/traffic-weights'
+    if check:
+        url += '?check=true'
+    headers = {'Content-Type': 'application/json', 'Accept': 'application/json'}
+    if token:
+        headers['Authorization'] = 'Bearer ' + token
+    try:
+        resp = open_url(url, data=json.dumps(shares), headers=headers, method='POST',
+                        validate_certs=validate_certs, timeout=timeout)
+        body = resp.read()
+    except HTTPError as exc:
+        detail = exc.read().decode('utf-8', 'replace')
+        try:
+            detail = json.loads(detail).get('error', detail)
+        except (ValueError, AttributeError):
+            pass
+        raise TrafficError('weights API answered %s: %s' % (exc.code, detail)) from exc
+    except (URLError, OSError) as exc:
+        raise ApplyError('cannot reach the weights API at %s: %s' % (url, exc)) from exc
+    try:
+        result = json.loads(body)
+    except ValueError as exc:
+        raise ApplyError('the weights API returned something other than JSON: %r' % body[:200]) from exc
+    if not isinstance(result, dict) or any(key not in result for key in ANSWER_KEYS):
+        raise ApplyError('the weights API answer lacks one of %s: %r' % (', '.join(ANSWER_KEYS), result))
+    return result
