@@ -20,6 +20,7 @@ from __future__ import annotations
 import copy
 import math
 import re
+from collections.abc import Mapping
 
 from ansible.errors import AnsibleFilterError
 
@@ -58,6 +59,28 @@ class SpecError(AnsibleFilterError):
 # ---------------------------------------------------------------------------
 # Helpers
 # ---------------------------------------------------------------------------
+def plain(value):
+    """A plain-Python copy of templated data: new dicts and lists, native scalars.
+
+    ansible-core 2.19 hands filters lazy containers whose values carry tags (origin, trust);
+    ``copy.deepcopy`` of those re-templates and copies every tag, which made one call of this
+    filter cost ~1 s instead of ~1 ms (docs/performance.md). Copy once, plainly, at the entry.
+    """
+    if isinstance(value, Mapping):
+        return {plain(key): plain(item) for key, item in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [plain(item) for item in value]
+    if isinstance(value, bool):
+        return bool(value)
+    if isinstance(value, str):
+        return str.__str__(value)
+    if isinstance(value, int):
+        return int(value)
+    if isinstance(value, float):
+        return float(value)
+    return value
+
+
 def deep_merge(base, override):
     """Return base deep-merged with override. Dicts merge, anything else replaces; None deletes."""
     if not isinstance(base, dict) or not isinstance(override, dict):
@@ -316,7 +339,7 @@ def rollout_spec(defaults, overrides=None):
         raise SpecError('rollout_spec_defaults: expected a mapping, got %r' % (defaults,))
     if not isinstance(overrides, dict):
         raise SpecError('rollout_spec_overrides: expected a mapping, got %r' % (overrides,))
-    return validate_spec(deep_merge(defaults, overrides))
+    return validate_spec(deep_merge(plain(defaults), plain(overrides)))
 
 
 def _ensure_valid(spec):

@@ -350,6 +350,7 @@ class Bake(object):
                           for c in spec['checks'])
         self.started_at = None
         self.min_requests = None
+        self.waited = 0.0  # seconds spent sleeping for the schedule (the bake's waiting, not its work)
 
     # -- helpers -------------------------------------------------------------
     def _prefix(self, number, epoch):
@@ -408,7 +409,7 @@ class Bake(object):
         result = dict(
             verdict=verdict, reasons=list(reasons), samples=list(self.samples), checks=self.gates_summary(),
             phase=self.spec['phase'], started_at=self.started_at, ended_at=ended, ended_epoch=round(wall, 3),
-            failed=verdict != 'passed', changed=False,
+            waited_s=round(self.waited, 3), failed=verdict != 'passed', changed=False,
         )
         if self.min_requests is not None:
             result['min_requests'] = self.min_requests
@@ -484,6 +485,7 @@ class Bake(object):
             wait = due - clock.mono()
             if wait > 0:
                 clock.sleep(wait)
+                self.waited += wait
             sample, trip, over = self.take_sample(index + 1)
             self.on_update(self.record('running'))
             if trip:

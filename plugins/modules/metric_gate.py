@@ -317,6 +317,12 @@ ended_epoch:
   returned: when not in check mode
   type: float
   sample: 1795700405.123
+waited_s:
+  description: Seconds the bake spent sleeping for its schedule (initial delay and between samples), i.e. its wall
+    time minus the work of sampling; C(bench/rollback_bench.py) subtracts it to time a deploy's work alone.
+  returned: when not in check mode and the bake ran
+  type: float
+  sample: 25.012
 reverted_at:
   description: When the weights API confirmed the O(revert) shares, seconds since the epoch.
   returned: when O(revert) is set, the bake did not pass and the revert succeeded

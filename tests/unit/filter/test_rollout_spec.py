@@ -310,3 +310,21 @@ def test_every_gate_metric_is_recorded():
     assert {g['metric'] for g in s['gates'].values()} <= recorded
     panel_metrics = {m for _title, m, _unit, _description in rollout.DASHBOARD_PANELS + rollout.LB_PANELS}
     assert panel_metrics <= recorded
+
+
+def test_plain_copies_templated_data_into_native_types():
+    from ansible_collections.cohort.rollout.plugins.filter import rollout as mod
+
+    class TaggedStr(str):
+        pass
+
+    class LazyDict(dict):
+        pass
+
+    data = LazyDict(a=[TaggedStr('x'), (1, 2.5, True)], b=LazyDict(c=None))
+    out = mod.plain(data)
+    assert out == {'a': ['x', [1, 2.5, True]], 'b': {'c': None}}
+    assert type(out) is dict and type(out['b']) is dict and type(out['a'][0]) is str
+    assert out['a'][1][2] is True and type(out['a'][1][0]) is int
+    out['a'].append('y')
+    assert len(data['a']) == 2  # a copy, not a view

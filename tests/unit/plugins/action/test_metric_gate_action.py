@@ -317,3 +317,9 @@ def test_invalid_revert_shares_refused_before_any_query(shares, weights_api):
     with pytest.raises(AnsibleActionFail, match='invalid arguments'):
         run(base(revert=dict(api_url=weights_api.url, shares=shares)), {'err': [0.001]})
     assert weights_api.calls == []
+
+
+def test_waiting_is_reported_apart_from_the_work():
+    result, unused_1, unused_2, clock = run(base(initial_delay='30s'), {'err': [0.001]})
+    assert result['verdict'] == 'passed'
+    assert result['waited_s'] == 30 + 6 * 10  # initial delay, then six intervals (fake clock: sampling takes 0 s)
