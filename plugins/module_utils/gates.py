@@ -403,6 +403,7 @@ class Bake(object):
         wall = self.clock.wall()
         ended = utc_now_iso(wall)
         record = self.record(verdict, verdict, reasons, ended)
+        record['waited_s'] = round(self.waited, 3)
         self.on_update(record)
         self.emit('[%s] verdict: %s%s' % (self.spec['phase'], verdict.upper(),
                                           (' - ' + '; '.join(reasons)) if reasons else ''))

@@ -212,6 +212,11 @@ def test_b_canary_error_rate_rolls_back(sandbox):
     report = sandbox.assert_rolled_back(since, 'canary')
     assert report['canary']['status'] == 'failed'
     assert any('error_rate' in reason for reason in report['canary']['verdict']['reasons']), report['canary']['verdict']
+    # The gate put the traffic back itself, before its task returned; the rollback's traffic step found it done,
+    # so the revert mark is the gate's: it comes after the trip and before the rollback's end.
+    assert "[canary] traffic reverted by the gate: shares {'original': 1.0, 'ultra_fast': 0.0}" in run.stdout
+    durations = report['rollback']['durations']
+    assert 0 < durations['trip_to_shares_reverted_s'] < durations['trip_to_complete_s'], durations
 
 
 def test_c_canary_latency_rolls_back_on_p99(sandbox):
