@@ -165,10 +165,10 @@ options:
     description:
       - Traffic to restore the moment the bake does not pass (C(failed), C(inconclusive), or an error during the
         bake), before the task returns. The controller calls the load balancer's weights API
-        (C(POST /config/traffic-weights), the same client as M(cohort.rollout.traffic_weights) with C(driver: http)).
+        (C(POST /config/traffic-weights), the same client as M(cohort.rollout.traffic_weights) with C(driver=http)).
       - This makes the traffic safe in the time of one HTTP call after the trip, instead of after the next Ansible
         task; the phase role still runs its rollback afterwards (which then finds the shares already reverted).
-      - A failed revert is a warning and RV(revert.ok=false); it never turns a failed bake into a pass.
+      - A failed revert is a warning and C(revert.ok) is false; it never turns a failed bake into a pass.
       - Not used in check mode.
     type: dict
     suboptions:
@@ -180,7 +180,7 @@ options:
         description: Bearer token of the weights API.
         type: str
       shares:
-        description: Shares to set, for example C({"original": 1, "ultra_fast": 0}); checked before the bake.
+        description: "Shares to set, for example C({\"original\": 1, \"ultra_fast\": 0}); checked before the bake."
         type: dict
         required: true
       validate_certs:

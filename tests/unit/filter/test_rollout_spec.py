@@ -324,7 +324,7 @@ def test_plain_copies_templated_data_into_native_types():
     data = LazyDict(a=[TaggedStr('x'), (1, 2.5, True)], b=LazyDict(c=None))
     out = mod.plain(data)
     assert out == {'a': ['x', [1, 2.5, True]], 'b': {'c': None}}
-    assert type(out) is dict and type(out['b']) is dict and type(out['a'][0]) is str
-    assert out['a'][1][2] is True and type(out['a'][1][0]) is int
+    assert out.__class__ is dict and out['b'].__class__ is dict and out['a'][0].__class__ is str
+    assert out['a'][1][2] is True and out['a'][1][0].__class__ is int
     out['a'].append('y')
     assert len(data['a']) == 2  # a copy, not a view
