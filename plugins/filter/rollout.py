@@ -24,6 +24,8 @@ from collections.abc import Mapping
 
 from ansible.errors import AnsibleFilterError
 
+from ansible_collections.cohort.rollout.plugins.module_utils.report import deep_merge
+
 # Documentation: one YAML file per filter beside this file (rollout_spec.yml, gate_checks.yml, ...).
 
 # ---------------------------------------------------------------------------
@@ -79,21 +81,6 @@ def plain(value):
     if isinstance(value, float):
         return float(value)
     return value
-
-
-def deep_merge(base, override):
-    """Return base deep-merged with override. Dicts merge, anything else replaces; None deletes."""
-    if not isinstance(base, dict) or not isinstance(override, dict):
-        return copy.deepcopy(override)
-    merged = copy.deepcopy(base)
-    for key, value in override.items():
-        if value is None:
-            merged.pop(key, None)
-        elif isinstance(value, dict) and isinstance(merged.get(key), dict):
-            merged[key] = deep_merge(merged[key], value)
-        else:
-            merged[key] = copy.deepcopy(value)
-    return merged
 
 
 def duration_seconds(value):
@@ -339,7 +326,7 @@ def rollout_spec(defaults, overrides=None):
         raise SpecError('rollout_spec_defaults: expected a mapping, got %r' % (defaults,))
     if not isinstance(overrides, dict):
         raise SpecError('rollout_spec_overrides: expected a mapping, got %r' % (overrides,))
-    return validate_spec(deep_merge(plain(defaults), plain(overrides)))
+    return validate_spec(deep_merge(plain(defaults), plain(overrides), none_deletes=True))
 
 
 def _ensure_valid(spec):

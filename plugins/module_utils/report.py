@@ -40,12 +40,18 @@ def utc_now_iso(epoch=None):
     return moment.strftime('%Y-%m-%dT%H:%M:%SZ')
 
 
-def deep_merge(base, update):
-    """Return ``base`` with ``update`` merged in (dicts recurse, others replace)."""
+def deep_merge(base, update, none_deletes=False):
+    """Return ``base`` with ``update`` merged in: dicts recurse, anything else replaces.
+
+    With ``none_deletes`` a ``None`` in ``update`` removes the key (how rollout spec overrides drop a gate);
+    without it, ``None`` is stored (a report field that is null). The inputs are not modified.
+    """
     result = copy.deepcopy(base) if isinstance(base, dict) else {}
     for key, value in update.items():
-        if isinstance(value, dict) and isinstance(result.get(key), dict):
-            result[key] = deep_merge(result[key], value)
+        if none_deletes and value is None:
+            result.pop(key, None)
+        elif isinstance(value, dict) and isinstance(result.get(key), dict):
+            result[key] = deep_merge(result[key], value, none_deletes)
         else:
             result[key] = copy.deepcopy(value)
     return result
