@@ -113,6 +113,8 @@ def test_trip_returns_well_before_duration(stack, tmp_path):
         elapsed = time.time() - started
     finally:
         exporter.error_rate.set(0.001)
+        # The next test reads the same series: wait until Prometheus has scraped the healthy value again.
+        prom.wait_value(ERR, lambda v: v == 0.001)
     assert result['verdict'] == 'failed' and result['failed']
     assert 'gate error_rate tripped' in result['msg'] and '0.05' in result['msg'] and '< 0.01' in result['msg']
     assert len(result['samples']) == 1
