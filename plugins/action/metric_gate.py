@@ -24,7 +24,7 @@ from ansible_collections.cohort.rollout.plugins.module_utils.prometheus import (
 from ansible_collections.cohort.rollout.plugins.module_utils.report import (
     ReportError, deep_merge, update_phase, utc_now_iso,
 )
-from ansible_collections.cohort.rollout.plugins.module_utils.traffic import ApplyError, TrafficError, validate_shares
+from ansible_collections.cohort.rollout.plugins.module_utils.traffic import ApplyError, TrafficError, check_shares
 from ansible_collections.cohort.rollout.plugins.module_utils.weights_api import post_shares
 
 display = Display()
@@ -90,8 +90,7 @@ class ActionModule(ActionBase):
         try:
             spec = gates.normalize_spec(params)
             if params.get('revert'):
-                shares = params['revert']['shares']
-                validate_shares(shares, {pool: ['?'] for pool in shares})
+                check_shares(params['revert']['shares'])
         except (gates.GateSpecError, TrafficError) as exc:
             raise AnsibleActionFail('metric_gate: invalid arguments: %s' % exc)
         try:

@@ -55,6 +55,14 @@ def group_servers(servers, pools=()):
     return pools
 
 
+def check_shares(shares):
+    """Judge requested shares without a load balancer (a mapping, each within [0, 1], no NaN, sum 1).
+
+    Raises TrafficError; returns ``{pool: Fraction}``. The pools themselves are checked when applied.
+    """
+    return validate_shares(shares, {pool: ['?'] for pool in shares} if isinstance(shares, dict) else {})
+
+
 def validate_shares(shares, pools):
     """Check requested shares against the pools of a backend.
 

@@ -151,7 +151,7 @@ error:
 from ansible.module_utils.basic import AnsibleModule
 
 from ansible_collections.cohort.rollout.plugins.module_utils.haproxy import HAProxyError, HAProxySocket
-from ansible_collections.cohort.rollout.plugins.module_utils.traffic import ApplyError, TrafficError, apply_shares, validate_shares
+from ansible_collections.cohort.rollout.plugins.module_utils.traffic import ApplyError, TrafficError, apply_shares, check_shares
 from ansible_collections.cohort.rollout.plugins.module_utils.weights_api import post_shares
 
 
@@ -191,7 +191,7 @@ def main():
     shares = module.params['shares']
     try:
         # Fail early on what can be judged without the load balancer (sum, range, NaN).
-        validate_shares(shares, {pool: ['?'] for pool in shares})
+        check_shares(shares)
         if module.params['driver'] == 'haproxy':
             result = run_haproxy(module)
         else:

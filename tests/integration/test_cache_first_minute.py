@@ -19,19 +19,11 @@ import urllib.request
 import pytest
 import redis
 
-ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-BIN = os.path.join(ROOT, '.venv', 'bin')
-ENV = dict(os.environ, PATH=BIN + os.pathsep + os.environ.get('PATH', ''), ANSIBLE_NOCOLOR='1',
-           ANSIBLE_CONFIG=os.path.join(ROOT, 'ansible.cfg'))
+from sandbox_support import BIN, ENV, ROOT, inventory, pid_alive
+
 KEY_PATTERN = 'cohort-analyzer:v1:discover:*'
 ROLLOUT_GATE = 0.85  # playbooks/group_vars/all/rollout_spec.yml: rollout, cache_hit_rate > 0.85
 FIRST_MINUTE = 60
-
-
-def inventory(host):
-    out = subprocess.run([os.path.join(BIN, 'ansible-inventory'), '--host', host], cwd=ROOT, env=ENV,
-                         capture_output=True, text=True, check=True).stdout
-    return json.loads(out)
 
 
 def provision(*extra):
@@ -59,21 +51,10 @@ def prometheus(url, query):
     return [float(sample['value'][1]) for sample in answer['data']['result']]
 
 
-def load_running():
-    pidfile = os.path.join(ROOT, '.sandbox', 'load', 'load.pid')
-    try:
-        with open(pidfile, encoding='utf-8') as handle:
-            pid = int(handle.read().strip())
-        with open('/proc/%d/cmdline' % pid, 'rb') as handle:
-            return b'loadgen' in handle.read()
-    except (OSError, ValueError):
-        return False
-
-
 @pytest.fixture
 def quiet_sandbox():
     """The sandbox without its background load; the load is started again afterwards if it ran."""
-    had_load = load_running()
+    had_load = bool(pid_alive(os.path.join(ROOT, '.sandbox', 'load', 'load.pid'), 'loadgen'))
     subprocess.run([os.path.join(ROOT, 'scripts', 'load.sh'), 'stop'], cwd=ROOT, env=ENV, check=True)
     time.sleep(1)  # requests in flight finish
     try:

@@ -21,13 +21,11 @@ import urllib.request
 
 import pytest
 
-ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-BIN = os.path.join(ROOT, '.venv', 'bin')
+from sandbox_support import BIN, ENV, ROOT, inventory, pid_alive
+
 STATE = os.path.join(ROOT, '.sandbox')
 REPORT = os.path.join(STATE, 'report.json')
 NOTIFICATIONS = os.path.join(STATE, 'notifications.jsonl')
-ENV = dict(os.environ, PATH=BIN + os.pathsep + os.environ.get('PATH', ''),
-           ANSIBLE_CONFIG=os.path.join(ROOT, 'ansible.cfg'), ANSIBLE_FORCE_COLOR='0', ANSIBLE_NOCOLOR='1')
 # Generous: the sandbox shares two cores with everything else.
 PLAY_TIMEOUT = 1500
 DRILL_LOAD_RATE = os.environ.get('DRILL_LOAD_RATE', '150')
@@ -54,12 +52,6 @@ def recap(output):
     return hosts
 
 
-def inventory(host):
-    out = subprocess.run([os.path.join(BIN, 'ansible-inventory'), '--host', host], cwd=ROOT, env=ENV,
-                         capture_output=True, text=True, check=True).stdout
-    return json.loads(out)
-
-
 def read_report():
     with open(REPORT, encoding='utf-8') as handle:
         return json.load(handle)
@@ -81,16 +73,6 @@ def port_open(port):
     with socket.socket() as sock:
         sock.settimeout(1)
         return sock.connect_ex(('127.0.0.1', port)) == 0
-
-
-def pid_alive(pidfile, needle):
-    """The pid in pidfile runs and its command line contains needle."""
-    try:
-        pid = int(open(pidfile).read().strip())
-        cmdline = open('/proc/%d/cmdline' % pid, 'rb').read().replace(b'\0', b' ').decode()
-    except (OSError, ValueError):
-        return None
-    return pid if needle in cmdline else None
 
 
 class Sandbox(object):
