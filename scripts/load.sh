@@ -1,11 +1,16 @@
 #!/usr/bin/env bash
-# Background load through the sandbox's load balancer, managed by pidfile.
+# Background load through the load balancer, managed by pidfile.
 #   scripts/load.sh start [rate] [duration]   scripts/load.sh stop
+# The sandbox by default; the fleet with LOAD_INVENTORY=inventories/fleet LOAD_STATE_DIR=.fleet/load.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-state=.sandbox/load
+state=${LOAD_STATE_DIR:-.sandbox/load}
+inventory=${LOAD_INVENTORY:-inventories/local}
 mkdir -p "$state"
-url=$(.venv/bin/ansible-inventory --host lb-1 | .venv/bin/python -c 'import json,sys; print(json.load(sys.stdin)["lb_frontend_url"])')
+# The URL as Ansible resolves it (production-shaped inventories template it).
+url=$(ANSIBLE_LOAD_CALLBACK_PLUGINS=1 ANSIBLE_STDOUT_CALLBACK=ansible.posix.json \
+  .venv/bin/ansible lb-1 -i "$inventory" -c local -m ansible.builtin.debug -a var=lb_frontend_url \
+  | .venv/bin/python -c 'import json,sys; print(json.load(sys.stdin)["plays"][0]["tasks"][0]["hosts"]["lb-1"]["lb_frontend_url"])')
 case "${1:-}" in
   start)
     rate=${2:-${LOAD_RATE:-150}}

@@ -138,8 +138,11 @@ def update_report(path, update):
     if not isinstance(update, dict):
         raise ReportError('a report update must be a dict')
     directory = os.path.dirname(os.path.abspath(path))
-    if not os.path.isdir(directory):
-        raise ReportError('directory of report %s does not exist' % path)
+    try:
+        # The report's first write on a fresh controller makes its directory.
+        os.makedirs(directory, 0o750, exist_ok=True)
+    except OSError as exc:
+        raise ReportError('cannot create the directory of report %s: %s' % (path, exc))
     with _Lock(path):
         doc = deep_merge(_load(path), update)
         _write_atomic(path, doc)

@@ -186,7 +186,12 @@ def run(module):
         module.fail_json(msg='ttl must be a positive number of seconds, got %s' % params['ttl'])
     directory = os.path.dirname(os.path.abspath(path))
     if not os.path.isdir(directory):
-        module.fail_json(msg='directory of lock %s does not exist' % path)
+        # A fresh load-balancer host: nothing has made the directory yet.
+        if module.check_mode:
+            taking = params['state'] == 'present'
+            return dict(changed=taking, acquired=taking, path=path,
+                        msg='no lock yet (directory %s does not exist)' % directory)
+        os.makedirs(directory, 0o700, exist_ok=True)
     now = time.time()
     guard = os.open(path + '.guard', os.O_RDWR | os.O_CREAT, 0o644)
     try:

@@ -88,9 +88,17 @@ def test_check_mode_writes_nothing(tmp_path, capsys):
     assert res['changed'] and not os.path.exists(path)
 
 
+def test_fresh_host_gets_the_lock_directory(tmp_path, capsys):
+    """A new load-balancer host has no state directory yet: the lock makes it (0700), check mode does not."""
+    path = tmp_path / 'state' / 'rollout.lock'
+    res = run(dict(path=str(path), holder=holder('a')), capsys, check=True)
+    assert res['changed'] and res['acquired'] and not path.parent.exists()
+    res = run(dict(path=str(path), holder=holder('a')), capsys)
+    assert res['acquired'] and path.exists()
+    assert (path.parent.stat().st_mode & 0o777) == 0o700
+
+
 def test_bad_input(tmp_path, capsys):
-    res = run(dict(path=str(tmp_path / 'missing' / 'x.lock'), holder=holder('a')), capsys)
-    assert res['failed'] and 'does not exist' in res['msg']
     res = run(dict(path=str(tmp_path / 'x.lock'), holder=holder('a'), ttl=0), capsys)
     assert res['failed'] and 'ttl' in res['msg']
     res = run(dict(path=str(tmp_path / 'x.lock'), holder={}), capsys)
