@@ -4,6 +4,8 @@
 #   scripts/fleet.sh up      build (or reuse) the rootfs, start every host of inventories/fleet
 #   scripts/fleet.sh down    remove every fleet container, SSH master and overlay; idempotent
 #   scripts/fleet.sh status  one line per host
+# Environment: COHORT_FLEET_INVENTORY (default inventories/fleet), COHORT_FLEET_NAME
+# (default fleet), COHORT_FLEET_DIR (keys, known_hosts, SSH sockets; default .fleet).
 #
 # Each host is a podman container with systemd as PID 1, its own process table
 # and hostname, its own overlay on one shared, cached Debian 12 rootfs (built with
@@ -19,8 +21,11 @@ root=$PWD
 fleet_dir=${COHORT_FLEET_DIR:-$root/.fleet}
 cache_dir=${COHORT_FLEET_CACHE:-/var/cache/cohort-rollout}
 inventory=${COHORT_FLEET_INVENTORY:-$root/inventories/fleet}
+# Several fleets may run at once (the integration fleet, Molecule's hosts): each
+# has a name, used in its containers' names and label, and its own addresses.
+fleet_name=${COHORT_FLEET_NAME:-fleet}
 label=cohort.rollout.fleet
-prefix=cohort-fleet-
+prefix=cohort-$fleet_name-
 suite=bookworm
 mirror=${COHORT_FLEET_MIRROR:-http://deb.debian.org/debian}
 security_mirror=${COHORT_FLEET_SECURITY_MIRROR:-http://deb.debian.org/debian-security}
@@ -80,6 +85,7 @@ build_rootfs() {
   # The customize hooks run once for the shared image: a deploy user with
   # passwordless sudo, no host keys and an empty machine-id (each host makes its
   # own at first boot), sshd not started until its address is configured.
+  # shellcheck disable=SC2016  # "$1" is the rootfs, expanded by mmdebstrap's hook shell
   mmdebstrap --quiet --variant=apt --format=directory --include="$include" \
     --customize-hook='chroot "$1" useradd --create-home --shell /bin/bash deploy' \
     --customize-hook='echo "deploy ALL=(ALL) NOPASSWD: ALL" > "$1/etc/sudoers.d/deploy" && chmod 0440 "$1/etc/sudoers.d/deploy"' \
@@ -126,7 +132,7 @@ start_host() {
   fi
   podman rm -f "$c" >/dev/null 2>&1 || true
   # Every option before --rootfs; ':O' gives the host its own overlay on the shared rootfs.
-  podman run --detach --name "$c" --hostname "$name" --label "$label=1" \
+  podman run --detach --name "$c" --hostname "$name" --label "$label=$fleet_name" \
     --network host --add-host "$name:$addr" --systemd=always --stop-signal SIGRTMIN+3 --stop-timeout 10 \
     --rootfs "$rootfs:O" /sbin/init >/dev/null
 }
@@ -164,8 +170,8 @@ write_known_hosts() {
 }
 
 wait_ssh() {
-  local name=$1 addr=$2 i
-  for i in $(seq 1 50); do
+  local name=$1 addr=$2
+  for _ in $(seq 1 50); do
     if ssh -F /dev/null -i "$fleet_dir/id_ed25519" -o BatchMode=yes -o ConnectTimeout=2 \
          -o UserKnownHostsFile="$fleet_dir/known_hosts" -o StrictHostKeyChecking=yes \
          "deploy@$addr" true 2>/dev/null; then
@@ -218,7 +224,7 @@ cmd_down() {
     done
   fi
   local ids
-  ids=$(podman ps -a --filter "label=$label=1" --format '{{.ID}}')
+  ids=$(podman ps -a --filter "label=$label=$fleet_name" --format '{{.ID}}')
   if [ -n "$ids" ]; then
     # shellcheck disable=SC2086  # one argument per container id
     podman rm -f --time 10 $ids >/dev/null
@@ -231,7 +237,7 @@ cmd_down() {
 cmd_status() {
   command -v podman >/dev/null 2>&1 || { log "no podman"; return 0; }
   [ -f "$CONTAINERS_CONF" ] || write_podman_conf
-  podman ps -a --filter "label=$label=1" --format '{{.Names}}\t{{.Status}}'
+  podman ps -a --filter "label=$label=$fleet_name" --format '{{.Names}}\t{{.Status}}'
 }
 
 case "${1:-}" in
