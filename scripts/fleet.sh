@@ -140,8 +140,8 @@ start_host() {
 configure_host() {
   local name=$1 addr=$2 c=$prefix$1
   # Wait for systemd to come up (running, or degraded by a unit that needs real hardware).
-  local i state=
-  for i in $(seq 1 100); do
+  local state=
+  for _ in $(seq 1 100); do
     state=$(podman exec "$c" systemctl is-system-running 2>/dev/null || true)
     case "$state" in running|degraded) break ;; esac
     sleep 0.1
