@@ -1,6 +1,6 @@
 # cohort.rollout — progressive delivery for VM fleets.
 #   make demo    set up, bring the sandbox up, run the main job, say where to look
-#   make test    set up, then lint, sanity, unit, molecule and integration tests
+#   make test    set up, then lint, sanity, unit, molecule, integration and fleet tests
 SHELL := /bin/bash
 .SHELLFLAGS := -eu -o pipefail -c
 VENV := .venv
@@ -10,7 +10,7 @@ export ANSIBLE_CONFIG := $(CURDIR)/ansible.cfg
 PLAYBOOK := $(BIN)/ansible-playbook
 SANITY_ROOT := $(or $(TMPDIR),/tmp)/cohort-rollout-sanity/ansible_collections/cohort/rollout
 
-.PHONY: setup sandbox sandbox-down demo test lint sanity unit molecule integration bench build clean
+.PHONY: setup sandbox sandbox-down fleet fleet-down demo test lint sanity unit molecule integration fleet-test bench build clean
 
 setup:
 	@scripts/setup.sh
@@ -20,6 +20,13 @@ sandbox: setup
 
 sandbox-down:
 	@if [ -x $(PLAYBOOK) ]; then $(PLAYBOOK) playbooks/teardown.yml; else echo "nothing set up"; fi
+
+# The test fleet: Debian 12 hosts with systemd on 127.0.0.N, reached over SSH (docs/fleet.md).
+fleet: setup
+	scripts/fleet.sh up
+
+fleet-down:
+	scripts/fleet.sh down
 
 demo: sandbox
 	scripts/demo.sh
@@ -46,6 +53,9 @@ molecule: setup
 integration: setup
 	scripts/integration.sh
 
+fleet-test: setup
+	scripts/fleet-test.sh
+
 bench: sandbox
 	scripts/bench.sh
 
@@ -58,6 +68,7 @@ test: setup
 	$(MAKE) unit
 	$(MAKE) molecule
 	$(MAKE) integration
+	$(MAKE) fleet-test
 
 clean: sandbox-down
 	rm -rf .sandbox

@@ -1,0 +1,236 @@
+"""The fleet tier (issue 13): every role, phase and drill over SSH on real systemd hosts.
+
+`make fleet-test` (scripts/fleet-test.sh) brings the fleet up (scripts/fleet.sh), runs this
+file, and tears it down. The tests run in file order: provision from fresh hosts, then the
+phases and drills with load through the fleet's load balancer, then bad input. Everything
+is checked from outside, as an operator would: the weights API, systemd and the sockets on
+each host over SSH, the report.
+"""
+
+import os
+import subprocess
+import time
+
+import pytest
+
+from fleet_support import (ENV, FLEET_DIR, ROOT, Fleet, ev, listeners, playbook, podman_exec, read_report, recap,
+                           ssh)
+
+ALL_ORIGINAL = {'original': 1.0, 'ultra_fast': 0.0}
+# 1% of 150 req/s gives the canary ~7 requests per 5 s sample.
+LOAD_RATE = os.environ.get('FLEET_LOAD_RATE', '150')
+
+# What each group runs (units of the roles), and Debian's own units that must stay masked.
+UNITS = {
+    'analyzers_original': ['cohort-analyzer-original'],
+    'loadbalancers': ['cohort-haproxy', 'cohort-lb-api'],
+    'redis': ['redis-cache'],
+    'monitoring': ['cohort-prometheus', 'cohort-alertmanager', 'cohort-webhook-sink'],
+}
+MASKED = {
+    'loadbalancers': ['haproxy'],
+    'redis': ['redis-server'],
+    'monitoring': ['prometheus', 'prometheus-alertmanager', 'prometheus-node-exporter'],
+}
+
+
+def load(action):
+    subprocess.run([os.path.join(ROOT, 'scripts', 'load.sh'), action] + ([LOAD_RATE, '3600'] if action == 'start'
+                                                                         else []),
+                   cwd=ROOT, env=dict(ENV, LOAD_INVENTORY='inventories/fleet',
+                                      LOAD_STATE_DIR=os.path.join(FLEET_DIR, 'load')), check=True)
+
+
+@pytest.fixture(scope='module')
+def fleet():
+    return Fleet()
+
+
+def test_provision_fresh_hosts_then_nothing_changes(fleet):
+    first = playbook('provision.yml')
+    assert first.returncode == 0, first.stdout[-6000:]
+    second = playbook('provision.yml')
+    assert second.returncode == 0, second.stdout[-6000:]
+    counters = recap(second.stdout)
+    assert set(counters) == set(fleet.hosts), counters
+    changed = {host: c['changed'] for host, c in counters.items() if c.get('changed')}
+    assert not changed, 'a second provision.yml changed something: %s\n%s' % (changed, second.stdout[-6000:])
+
+
+def test_every_service_is_a_systemd_unit_on_its_host_address(fleet):
+    for host, info in sorted(fleet.hosts.items()):
+        address = info['address']
+        for group in info['groups']:
+            for unit in UNITS.get(group, []):
+                state = fleet.unit_state(host, unit)
+                assert state['ActiveState'] == 'active', (host, unit, state)
+                assert state['UnitFileState'] == 'enabled', (host, unit, state)
+            for unit in MASKED.get(group, []):
+                state = fleet.unit_state(host, unit)
+                assert state['UnitFileState'] == 'masked' and state['ActiveState'] == 'inactive', (host, unit, state)
+        sockets = listeners(address)
+        assert sockets, host
+        wrong = [s for s in sockets if s[0] != address]
+        assert not wrong, '%s (%s) listens off its address: %s' % (host, address, wrong)
+    # Services run as their own users, not root (HAProxy's master is root and drops to haproxy).
+    assert fleet.unit_state('analyzer-a1', 'cohort-analyzer-original')['User'] == 'cohort-analyzer'
+    assert fleet.unit_state('redis-1', 'redis-cache')['User'] == 'redis'
+    assert fleet.unit_state('monitoring-1', 'cohort-prometheus')['User'] == 'prometheus'
+    assert fleet.unit_state('lb-1', 'cohort-lb-api')['User'] == 'haproxy'
+
+
+def test_no_secret_in_any_log_or_journal(fleet):
+    secrets = ['fleet-token-not-secret', 'fleet-redis-not-secret']
+    for host in sorted(fleet.hosts):
+        proc = ssh(fleet.address(host), 'sudo -n journalctl --no-pager -q; sudo -n sh -c "cat /opt/*/log/* '
+                                        '/var/lib/cohort-*/logs/* /var/lib/cohort-*/log/* 2>/dev/null"', check=False)
+        for secret in secrets:
+            assert secret not in proc.stdout, '%s: secret found in a log' % host
+
+
+def test_preflight_passes_over_ssh(fleet):
+    run = playbook('preflight.yml')
+    assert run.returncode == 0, run.stdout[-6000:]
+    assert 'Pre-deployment checklist: all' in run.stdout
+
+
+@pytest.fixture(scope='module')
+def loaded(fleet):
+    load('start')
+    first = playbook('rollback.yml', *ev(rollout_break_lock=True, rollback_reason='fleet drills setup'))
+    assert first.returncode == 0, first.stdout[-4000:]
+    try:
+        yield fleet
+    finally:
+        load('stop')
+
+
+def test_deploy_passes_every_phase(loaded):
+    run = playbook('deploy.yml')
+    assert run.returncode == 0, run.stdout[-6000:]
+    report = read_report()
+    for phase in ('canary', 'ramp', 'rollout'):
+        assert report[phase]['status'] == 'passed', (phase, report[phase].get('verdict'))
+    assert loaded.shares() == {'original': 0.0, 'ultra_fast': 1.0}
+    for host in loaded.group('analyzers_ultra_fast'):
+        assert loaded.unit_state(host, 'cohort-analyzer-ultra-fast')['ActiveState'] == 'active', host
+
+
+def test_rollback_stops_ultra_fast_on_every_host_then_twice_changes_nothing(loaded):
+    first = playbook('rollback.yml', *ev(rollback_reason='fleet rollback'))
+    assert first.returncode == 0, first.stdout[-4000:]
+    assert loaded.shares() == ALL_ORIGINAL
+    assert loaded.ultra_fast_stopped_everywhere()
+    assert loaded.original_healthy_everywhere()
+    rollback = read_report()['rollback']
+    assert rollback['reason'] == 'fleet rollback' and rollback['logs_archived']
+    second = playbook('rollback.yml', *ev(rollback_reason='fleet rollback again'))
+    assert second.returncode == 0, second.stdout[-4000:]
+    counters = recap(second.stdout)
+    assert all(c.get('changed', 0) == 0 for c in counters.values()), counters
+    assert 'Nothing to roll back' in second.stdout
+    assert loaded.shares() == ALL_ORIGINAL
+
+
+def assert_rolled_back(fleet, phase):
+    assert fleet.shares() == ALL_ORIGINAL
+    assert fleet.ultra_fast_stopped_everywhere()
+    assert fleet.original_healthy_everywhere()
+    report = read_report()
+    assert report['rollback']['status'] == 'rolled_back' and report['rollback']['trigger'] == 'automatic'
+    assert report['rollback']['phase'] == phase and report[phase]['rolled_back'] is True
+    return report
+
+
+def test_drill_error_rate_rolls_back(loaded):
+    run = playbook('canary.yml', '-e', 'analyzer_fault_error_rate=0.05')
+    assert run.returncode != 0
+    report = assert_rolled_back(loaded, 'canary')
+    assert any('error_rate' in r for r in report['canary']['verdict']['reasons']), report['canary']['verdict']
+
+
+def test_drill_latency_rolls_back(loaded):
+    run = playbook('canary.yml', '-e', 'analyzer_fault_latency_ms=300')
+    assert run.returncode != 0
+    report = assert_rolled_back(loaded, 'canary')
+    assert any('latency_p99_ms' in r for r in report['canary']['verdict']['reasons']), report['canary']['verdict']
+
+
+def test_drill_prometheus_down_fails_closed(loaded):
+    monitoring = loaded.address('monitoring-1')
+    ssh(monitoring, 'sudo -n systemctl stop cohort-prometheus')
+    try:
+        run = playbook('canary.yml')
+        assert run.returncode != 0
+        assert loaded.shares() == ALL_ORIGINAL
+        assert loaded.ultra_fast_stopped_everywhere()
+    finally:
+        ssh(monitoring, 'sudo -n systemctl start cohort-prometheus')
+    deadline = time.time() + 60
+    while 'active' not in ssh(monitoring, 'systemctl is-active cohort-prometheus', check=False).stdout:
+        assert time.time() < deadline, 'Prometheus did not come back'
+        time.sleep(1)
+
+
+def test_rollback_with_nothing_deployed_changes_nothing(loaded):
+    run = playbook('rollback.yml', *ev(rollback_reason='nothing deployed'))
+    assert run.returncode == 0, run.stdout[-4000:]
+    assert all(c.get('changed', 0) == 0 for c in recap(run.stdout).values())
+    assert loaded.shares() == ALL_ORIGINAL
+
+
+# Bad input: a clear failure naming the host and the step, and traffic never moved.
+
+def extra_host_inventory(tmp_path, name, address, key):
+    path = tmp_path / 'extra.yml'
+    path.write_text(
+        'all:\n  children:\n    analyzers:\n      children:\n        analyzers_ultra_fast:\n          hosts:\n'
+        '            %s:\n              ansible_host: %s\n              ansible_ssh_private_key_file: %s\n'
+        '              ansible_ssh_common_args: "-F /dev/null -o UserKnownHostsFile=%s -o ConnectTimeout=3"\n'
+        % (name, address, key, os.path.join(FLEET_DIR, 'known_hosts')))
+    return str(path)
+
+
+def test_unreachable_host_stops_the_phase_before_traffic_moves(loaded, tmp_path):
+    extra = extra_host_inventory(tmp_path, 'analyzer-b9', '127.0.0.99', os.path.join(FLEET_DIR, 'id_ed25519'))
+    run = playbook('canary.yml', inventory=[os.path.join(ROOT, 'inventories', 'fleet'), extra])
+    assert run.returncode != 0
+    assert 'analyzer-b9' in run.stdout and 'UNREACHABLE' in run.stdout, run.stdout[-3000:]
+    assert loaded.shares() == ALL_ORIGINAL
+    assert loaded.ultra_fast_stopped_everywhere()
+
+
+def test_wrong_ssh_key_fails_naming_the_hosts(loaded, tmp_path):
+    key = tmp_path / 'wrong_key'
+    subprocess.run(['ssh-keygen', '-q', '-t', 'ed25519', '-N', '', '-f', str(key)], check=True)
+    run = playbook('canary.yml', *ev(ansible_ssh_private_key_file=str(key)))
+    assert run.returncode != 0
+    assert 'UNREACHABLE' in run.stdout and 'Permission denied' in run.stdout, run.stdout[-3000:]
+    assert 'analyzer-b1' in run.stdout
+    assert loaded.shares() == ALL_ORIGINAL
+
+
+def test_sudo_asking_for_a_password_fails_naming_the_host(loaded):
+    podman_exec('analyzer-b1', 'echo "deploy ALL=(ALL) PASSWD: ALL" > /etc/sudoers.d/zz-drill && '
+                               'chmod 0440 /etc/sudoers.d/zz-drill')
+    try:
+        run = playbook('canary.yml')
+    finally:
+        podman_exec('analyzer-b1', 'rm -f /etc/sudoers.d/zz-drill')
+    assert run.returncode != 0
+    assert 'analyzer-b1' in run.stdout and 'password' in run.stdout.lower(), run.stdout[-3000:]
+    assert loaded.shares() == ALL_ORIGINAL
+    assert loaded.ultra_fast_stopped_everywhere()
+
+
+def test_broken_apt_source_fails_naming_the_host_and_step(loaded):
+    podman_exec('analyzer-b2', 'echo "deb http://127.0.0.1:9/debian bookworm main" > '
+                               '/etc/apt/sources.list.d/broken.list && rm -rf /var/lib/apt/lists/*')
+    try:
+        run = playbook('canary.yml')
+    finally:
+        podman_exec('analyzer-b2', 'rm -f /etc/apt/sources.list.d/broken.list && apt-get update -qq')
+    assert run.returncode != 0
+    assert 'analyzer-b2' in run.stdout and 'Install the packages' in run.stdout, run.stdout[-4000:]
+    assert loaded.shares() == ALL_ORIGINAL
+    assert loaded.ultra_fast_stopped_everywhere()
