@@ -72,8 +72,12 @@ for name, hv in sorted(data["_meta"]["hostvars"].items()):
 '
 }
 
+# Bump when build_rootfs changes what it makes: the cache key is this, the suite,
+# the mirror and the package list.
+rootfs_recipe=1
+
 rootfs_key() {
-  { printf '%s\n' "$suite" "$mirror" "${packages[@]}"; sed -n '/^build_rootfs()/,/^}/p' "$0"; } | sha256sum | cut -c1-16
+  printf '%s\n' "$rootfs_recipe" "$suite" "$mirror" "${packages[@]}" | sha256sum | cut -c1-16
 }
 
 build_rootfs() {
@@ -109,8 +113,11 @@ ensure_rootfs() {
     local t0=$SECONDS
     build_rootfs "$out"
     log "rootfs built in $((SECONDS - t0)) s"
-    # Older rootfs versions are dead weight once the package list changed.
-    find "$cache_dir" -maxdepth 1 -name "rootfs-$suite-*" ! -name "rootfs-$suite-$key" -exec rm -rf {} +
+    # Older rootfs versions are dead weight once the package list changed, but
+    # only remove them when no fleet (of any name) runs: one may still use them.
+    if [ -z "$(podman ps -a --filter "label=$label" --format '{{.ID}}')" ]; then
+      find "$cache_dir" -maxdepth 1 -name "rootfs-$suite-*" ! -name "rootfs-$suite-$key" -exec rm -rf {} +
+    fi
   fi
   echo "$out"
 }
