@@ -134,12 +134,14 @@ container_running() {
 
 start_host() {
   local name=$1 addr=$2 rootfs=$3 c=$prefix$1
-  if container_running "$c"; then
+  # A running host is kept only if it runs on this rootfs (a rebuilt one replaces it).
+  if container_running "$c" && \
+     [ "$(podman inspect --format '{{index .Config.Labels "cohort.rollout.rootfs"}}' "$c")" = "$(basename "$rootfs")" ]; then
     return 0
   fi
   podman rm -f "$c" >/dev/null 2>&1 || true
   # Every option before --rootfs; ':O' gives the host its own overlay on the shared rootfs.
-  podman run --detach --name "$c" --hostname "$name" --label "$label=$fleet_name" \
+  podman run --detach --name "$c" --hostname "$name" --label "$label=$fleet_name" --label "cohort.rollout.rootfs=$(basename "$rootfs")" \
     --network host --add-host "$name:$addr" --systemd=always --stop-signal SIGRTMIN+3 --stop-timeout 10 \
     --rootfs "$rootfs:O" /sbin/init >/dev/null
 }
