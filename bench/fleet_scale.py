@@ -1,4 +1,3 @@
-#!/usr/bin/env python3
 """How the cost of a rollout grows with the fleet (issue 13, item 6).
 
 For N analyzer hosts per pool (default 1 2 4 8), a fleet of 2N+3 hosts is started

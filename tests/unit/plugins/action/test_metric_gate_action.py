@@ -227,8 +227,10 @@ def test_rehearsal_still_rejects_bad_promql():
 
 
 def test_unwritable_report_fails_before_bake(tmp_path):
+    blocker = tmp_path / 'a-file'
+    blocker.write_text('not a directory')
     with pytest.raises(AnsibleActionFail) as err:
-        run(base(report_path=str(tmp_path / 'nope' / 'r.json')), {'err': [0.001]})
+        run(base(report_path=str(blocker / 'r.json')), {'err': [0.001]})
     assert 'cannot write the report before the bake' in str(err.value)
 
 
