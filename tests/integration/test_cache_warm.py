@@ -177,7 +177,7 @@ def test_wrong_password_is_an_authentication_error(r, db):
 def test_redis_down_is_a_clear_error(db):
     result = run_module(args_for(db, redis_url='redis://127.0.0.1:%d/0' % DOWN_PORT, timeout=2))
     assert result['failed'] is True
-    assert 'cannot reach Redis at redis://127.0.0.1:%d/0' % DOWN_PORT in result['msg']
+    assert 'cannot reach Redis at 127.0.0.1:%d db 0' % DOWN_PORT in result['msg']
     assert result['keys_written'] == 0
 
 
