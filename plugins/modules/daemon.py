@@ -86,7 +86,7 @@ options:
     description:
       - Signal sent for O(state=reloaded), by name with or without C(SIG) (V(HUP), V(SIGUSR2)) or number.
       - HAProxy in master-worker mode reloads on V(USR2), but its master then re-executes itself with
-        C(-sf <pids> -x <socket>) inserted right after argv[0]: its command line is no longer the one recorded, so
+        C(-sf <pids> -x <socket>) inserted right after argv[0], so its command line is no longer the one recorded and
         the module stops recognising it. Run HAProxy under a supervisor that keeps one pid and command line and
         passes the signal on (the C(loadbalancer) role's C(haproxy_supervisor.py), see the examples).
     type: str
