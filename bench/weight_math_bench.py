@@ -36,7 +36,7 @@ def time_case(n_original, n_fast, fast_share, repeat):
     names = servers(n_original, n_fast)
     shares = {'original': 1 - fast_share, 'ultra_fast': fast_share}
     runs = []
-    for _ in range(repeat):
+    for _run in range(repeat):
         start = time.perf_counter()
         traffic.compute_weights(shares, names)
         runs.append(time.perf_counter() - start)

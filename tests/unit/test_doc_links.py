@@ -60,7 +60,7 @@ def test_relative_links_resolve_inside_the_repository(doc):
     for target in _targets(doc.read_text(encoding='utf-8')):
         if re.match(r'^[a-z][a-z0-9+.-]*:', target, re.I):  # http:, https:, mailto:
             continue
-        path_part, _, anchor = target.partition('#')
+        path_part, _sep, anchor = target.partition('#')
         if path_part.startswith('/'):
             bad.append('%s: absolute path' % target)
             continue
