@@ -20,7 +20,7 @@ objects per command and is 3-4x slower than the server for this workload (docs/p
 from __future__ import annotations
 
 import time
-from urllib.parse import urlsplit, urlunsplit
+from urllib.parse import urlsplit
 
 
 class WarmError(Exception):
@@ -29,18 +29,6 @@ class WarmError(Exception):
     def __init__(self, message, stats=None):
         super().__init__(message)
         self.stats = stats or {}
-
-
-def redact_url(url):
-    """The URL without its userinfo (a password may sit there: redis://:secret@host)."""
-    try:
-        parts = urlsplit(url)
-    except ValueError:
-        return '<unparsable redis URL>'
-    host = parts.hostname or ''
-    if parts.port:
-        host = '%s:%d' % (host, parts.port)
-    return urlunsplit((parts.scheme, host, parts.path, '', ''))
 
 
 def server_name(url):
