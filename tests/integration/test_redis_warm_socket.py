@@ -118,6 +118,9 @@ def test_pins_agree_and_hold_the_installed_redis_py():
     assert len(analyzer) == 1 and len(ee) == 1
     assert analyzer[0].specifier == ee[0].specifier
     assert analyzer[0].specifier == Requirement(redis_warm.REDIS_PY_RANGE).specifier
+    # the exact version the analyzer role installs on hosts (its wheelhouse lock) lies in the range too
+    lock = re.search(r'^redis==(\S+)$', (ROOT / 'apps' / 'cohort_analyzer' / 'requirements.lock').read_text(), re.M)
+    assert lock and analyzer[0].specifier.contains(Version(lock.group(1))), lock
     installed = Version(redis.__version__)
     assert analyzer[0].specifier.contains(installed), (installed, analyzer[0].specifier)
     # an upper bound: a major redis-py release must be tested before it is allowed
