@@ -11,6 +11,7 @@ run $py bench/analyzer_bench.py
 run $py bench/daemon_bench.py
 run $py bench/gate_bench.py
 run $py bench/cache_warm_bench.py
+run $py bench/weight_math_bench.py --repeat 15
 scripts/load.sh start
 run $py bench/traffic_bench.py
 run bash bench/sandbox_load.sh

@@ -24,7 +24,7 @@ from ansible_collections.cohort.rollout.plugins.module_utils import phase_record
 display = Display()
 
 ARGUMENT_SPEC = dict(
-    url=dict(type='str', default=''),
+    url=dict(type='str', default='', no_log=True),  # a webhook URL is a credential
     token=dict(type='str', no_log=True),
     event=dict(type='str', required=True, choices=sorted(phase_record.EVENT_LEVELS)),
     phase=dict(type='str', required=True),

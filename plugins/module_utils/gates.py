@@ -54,7 +54,7 @@ CHECK_OPTIONS = dict(
     query=dict(type='str'),
     url=dict(type='str'),
     path=dict(type='str'),
-    headers=dict(type='dict', default={}),
+    headers=dict(type='dict', default={}, no_log=True),  # may hold Authorization
     token=dict(type='str', no_log=True),
     op=dict(type='str', required=True, choices=sorted(OPS)),
     threshold=dict(type='float', required=True),

@@ -239,14 +239,18 @@ class Status(object):
 
 
 def cmdline_matches(cmdline, meta):
-    """The live command line is ours: the recorded argv, argv plus appended
-    arguments (HAProxy's master re-executes itself with -sf/-x on reload), or
-    the command line observed right after start (programs that rewrite their
-    title, interpreters run through a shebang)."""
+    """The live command line is ours: exactly the recorded argv, or the command
+    line observed right after start (programs that rewrite their title,
+    interpreters run through a shebang).
+
+    A program that re-executes itself with another argv is not recognised:
+    HAProxy's master, on a reload, inserts ``-sf <pids> -x <socket>`` right
+    after argv[0]. Run such a program under a supervisor that keeps one pid and
+    command line (the loadbalancer role's haproxy_supervisor.py)."""
     if not cmdline:
         return False
     argv = meta.get('argv') or []
-    if argv and cmdline[:len(argv)] == argv:
+    if argv and cmdline == argv:
         return True
     observed = _strip_padding(meta.get('cmdline') or [])
     return bool(observed) and _strip_padding(cmdline) == observed

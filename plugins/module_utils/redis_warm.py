@@ -20,7 +20,7 @@ objects per command and is 3-4x slower than the server for this workload (docs/p
 from __future__ import annotations
 
 import time
-from urllib.parse import urlsplit, urlunsplit
+from urllib.parse import urlsplit
 
 
 class WarmError(Exception):
@@ -31,16 +31,22 @@ class WarmError(Exception):
         self.stats = stats or {}
 
 
-def redact_url(url):
-    """The URL without its userinfo (a password may sit there: redis://:secret@host)."""
+def server_name(url):
+    """The server a Redis URL names, as ``host:port db N``: never the URL itself.
+
+    cache_warm's ``redis_url`` is no_log (it may carry a password), so Ansible masks every copy of the URL in
+    the module's output; messages name the server in this other form, which stays readable.
+    """
     try:
         parts = urlsplit(url)
+        if parts.scheme == 'unix':
+            return 'unix socket %s' % parts.path
+        host = parts.hostname or '?'
+        port = parts.port or 6379
     except ValueError:
         return '<unparsable redis URL>'
-    host = parts.hostname or ''
-    if parts.port:
-        host = '%s:%d' % (host, parts.port)
-    return urlunsplit((parts.scheme, host, parts.path, '', ''))
+    database = parts.path.strip('/') or '0'
+    return '%s:%d db %s%s' % (host, port, database, ' (TLS)' if parts.scheme == 'rediss' else '')
 
 
 def check_settings(ttl, batch_size, fresh_ttl):
@@ -58,7 +64,7 @@ def check_settings(ttl, batch_size, fresh_ttl):
 
 def describe_error(exc, url, redis_module, password_given=True):
     """A clear, password-free sentence for a Redis client exception."""
-    where = redact_url(url)
+    where = server_name(url)
     if isinstance(exc, redis_module.AuthenticationError):
         text = str(exc)
         if not password_given or 'authentication required' in text.lower():
@@ -79,7 +85,7 @@ def connect(redis_module, url, password=None, timeout=10.0):
             health_check_interval=0)
         client.ping()
     except ValueError as exc:  # a malformed URL
-        raise WarmError('invalid redis_url %s: %s' % (redact_url(url), exc))
+        raise WarmError('invalid redis_url (%s): %s' % (server_name(url), exc))
     except (redis_module.RedisError, OSError) as exc:
         raise WarmError(describe_error(exc, url, redis_module, bool(password) or '@' in url))
     return client
@@ -118,6 +124,26 @@ def _as_bytes(key):
     return key if isinstance(key, bytes) else key.encode('utf-8')
 
 
+# The one private attribute of redis-py this file relies on: a connected redis-py Connection keeps its socket
+# in ``_sock`` (redis-py 5.0 to 8.x; the analyzer package and meta/ee-requirements.txt pin REDIS_PY_RANGE, and
+# tests/integration/test_redis_warm_socket.py checks it against a real Redis with the installed redis-py).
+SOCKET_ATTRIBUTE = '_sock'
+REDIS_PY_RANGE = 'redis>=5.0,<9'
+
+
+def raw_socket(conn, redis_module=None):
+    """The socket of a connected redis-py connection; WarmError with a clear message if redis-py hides it."""
+    sock = getattr(conn, SOCKET_ATTRIBUTE, None)
+    if sock is None or not callable(getattr(sock, 'recv', None)):
+        version = getattr(redis_module, '__version__', None) or 'of unknown version'
+        raise WarmError(
+            'redis-py %s: a connected %s has no socket in its private attribute %r, which the cache warm-up reads '
+            'to stream its pipelined batches. Install a redis-py within the range cohort.rollout is tested with '
+            '(%s) in the Python that runs the module. Nothing was written.'
+            % (version, type(conn).__name__, SOCKET_ATTRIBUTE, REDIS_PY_RANGE))
+    return sock
+
+
 class _Conn(object):
     """One connection borrowed from the client's pool, used raw: packed commands out, reply lines in.
 
@@ -129,16 +155,14 @@ class _Conn(object):
     reply was read; otherwise it is dropped, so that no later user reads our replies.
     """
 
-    def __init__(self, client):
+    def __init__(self, client, redis_module=None):
         self.pool = client.connection_pool
         self.conn = self.pool.get_connection()
         self.clean = True
         self.pending = b''
         try:
             self.conn.connect()
-            self.sock = getattr(self.conn, '_sock', None)
-            if self.sock is None:
-                raise OSError('the redis-py connection has no socket')
+            self.sock = raw_socket(self.conn, redis_module)
         except BaseException:
             self.pool.release(self.conn)
             raise
@@ -214,7 +238,7 @@ class Warmer(object):
         if self.force:
             yield from learner_sets
             return
-        conn = _Conn(self.client)
+        conn = _Conn(self.client, self.redis)
         try:
             for batch in chunks(learner_sets, self.batch_size):
                 keys, unique = [], []
@@ -250,7 +274,7 @@ class Warmer(object):
                 self.keys_written += 1
                 self.bytes += len(value)
             return self.stats()
-        conn = _Conn(self.client)
+        conn = _Conn(self.client, self.redis)
         in_flight = []  # value sizes of the batch whose replies are still unread
         try:
             batches = chunks(entries, self.batch_size)

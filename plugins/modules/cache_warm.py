@@ -34,6 +34,8 @@ options:
     description:
       - URL of the Redis the analyzer uses, for example V(redis://127.0.0.1:6379/0).
       - V(rediss://) URLs use TLS with certificate verification (redis-py's default).
+      - Never logged (a URL may carry a password, V(redis://:secret@host:6379/0)); error messages name the server as
+        C(host:port db N).
     type: str
     required: true
   redis_password:
@@ -44,6 +46,7 @@ options:
     description:
       - The analyzer's database, as given to C(cohort-analyzer serve --db) (an SQLite path or a PostgreSQL DSN).
       - It must exist already; the cohorts are computed from it.
+      - Never logged (a DSN carries credentials).
     type: str
     required: true
   source:
@@ -289,9 +292,10 @@ def _partial(stats_or_warmer, empty):
 def main():
     module = AnsibleModule(
         argument_spec=dict(
-            redis_url=dict(type='str', required=True),
+            # A Redis URL or a DSN may carry a password: never in module_args, registered vars or job events.
+            redis_url=dict(type='str', required=True, no_log=True),
             redis_password=dict(type='str', no_log=True),
-            db=dict(type='str', required=True),
+            db=dict(type='str', required=True, no_log=True),
             source=dict(type='str', default='load_pattern', choices=['load_pattern', 'list', 'file']),
             pool_size=dict(type='int'),
             seed=dict(type='int'),

@@ -85,7 +85,10 @@ options:
   reload_signal:
     description:
       - Signal sent for O(state=reloaded), by name with or without C(SIG) (V(HUP), V(SIGUSR2)) or number.
-      - HAProxy in master-worker mode reloads on V(USR2).
+      - HAProxy in master-worker mode reloads on V(USR2), but its master then re-executes itself with
+        C(-sf <pids> -x <socket>) inserted right after argv[0], so its command line is no longer the one recorded and
+        the module stops recognising it. Run HAProxy under a supervisor that keeps one pid and command line and
+        passes the signal on (the C(loadbalancer) role's C(haproxy_supervisor.py), see the examples).
     type: str
     default: HUP
   stop_timeout:
@@ -147,10 +150,13 @@ EXAMPLES = r"""
       REDIS_PASSWORD: "{{ redis_password }}"
     umask: "0027"
 
-- name: Reload HAProxy in master-worker mode
+# HAProxy's master re-executes itself on a reload (new argv), so it runs under the
+# loadbalancer role's supervisor, whose pid and command line stay; the supervisor
+# passes USR2 (and HUP) on to the master as USR2.
+- name: Reload HAProxy (master-worker, under its supervisor)
   cohort.rollout.daemon:
     name: haproxy
-    command: [/usr/sbin/haproxy, -W, -db, -f, /srv/lb/haproxy.cfg, -p, /srv/lb/run/haproxy-master.pid]
+    command: [/usr/bin/python3, /srv/lb/api/haproxy_supervisor.py, /usr/sbin/haproxy, -W, -db, -f, /srv/lb/haproxy.cfg]
     pidfile: /srv/lb/run/haproxy.pid
     logfile: /srv/lb/log/haproxy.log
     state: reloaded

@@ -84,7 +84,7 @@ options:
         description: Dotted path to a number in that document, e.g. V(latency.p99) or V(pools.0.rate) (source V(json)).
         type: str
       headers:
-        description: Extra HTTP headers for the JSON URL.
+        description: Extra HTTP headers for the JSON URL. Never logged (they may hold credentials).
         type: dict
         default: {}
       token:

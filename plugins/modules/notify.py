@@ -22,7 +22,9 @@ author:
   - cohort.rollout contributors (!UNKNOWN)
 options:
   url:
-    description: Webhook URL. Empty prints the event only.
+    description:
+      - Webhook URL. Empty prints the event only.
+      - Never logged (an incoming-webhook URL is itself the credential).
     type: str
     default: ""
   token:
@@ -105,7 +107,7 @@ from ansible.module_utils.basic import AnsibleModule
 
 def main():
     module = AnsibleModule(argument_spec=dict(
-        url=dict(type='str', default=''),
+        url=dict(type='str', default='', no_log=True),  # a webhook URL is a credential
         token=dict(type='str', no_log=True),
         event=dict(type='str', required=True,
                    choices=['complete', 'failed', 'inconclusive', 'investigate', 'passed', 'refused', 'rollback', 'start']),

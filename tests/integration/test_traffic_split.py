@@ -51,7 +51,8 @@ def sandbox():
     try:
         requests.get(conf['api'] + '/healthz', timeout=3).raise_for_status()
     except requests.RequestException as exc:
-        pytest.skip('the sandbox load balancer is not up (make sandbox): %s' % exc)
+        # After `make sandbox` the load balancer must be up: a dead one is a failure, never a skip.
+        pytest.fail('the sandbox load balancer is not up (make sandbox first): %s' % exc)
     conf['auth'] = {'Authorization': 'Bearer ' + conf['token']}
     ensure_analyzers_up(conf)
     before = requests.get(conf['api'] + '/config/traffic-weights', headers=conf['auth'], timeout=10).json()

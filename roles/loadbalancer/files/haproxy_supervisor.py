@@ -1,6 +1,6 @@
 # -*- coding: utf-8 -*-
 # Copyright: cohort.rollout contributors
-# Apache License 2.0 (see galaxy.yml)
+# GNU General Public License v3.0+ (see COPYING or https://www.gnu.org/licenses/gpl-3.0.txt)
 """Run HAProxy's master (``haproxy -W -db ...``) as a child with a stable command line.
 
 On a reload HAProxy's master re-executes itself with ``-sf <old workers> -x

@@ -1,3 +1,6 @@
+# -*- coding: utf-8 -*-
+# Copyright: cohort.rollout contributors
+# GNU General Public License v3.0+ (see COPYING or https://www.gnu.org/licenses/gpl-3.0.txt)
 """A sandbox webhook receiver: every POST body is appended as one JSON line to a file.
 
 Stands in for Slack / a pager in the sandbox and in tests. Stdlib only.

@@ -2,6 +2,8 @@
 import copy
 import json
 import os
+import shutil
+import subprocess
 
 import pytest
 import yaml
@@ -11,6 +13,7 @@ from ansible_collections.cohort.rollout.plugins.filter import rollout
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))))
 with open(os.path.join(ROOT, 'playbooks', 'group_vars', 'all', 'rollout_spec.yml')) as _f:
     DEFAULTS = yaml.safe_load(_f)['rollout_spec_defaults']
+PROMTOOL = shutil.which('promtool') or '/usr/bin/promtool'
 RUNBOOK_PANELS = ['Requests/sec', 'Error Rate', 'P99 Latency', 'Memory Usage', 'CPU', 'Cache Hit Rate',
                   'DB Latency', 'Throughput', 'Pool Utilization']
 
@@ -26,9 +29,29 @@ def _rects_overlap(a, b):
                 a['y'] + a['h'] <= b['y'] or b['y'] + b['h'] <= a['y'])
 
 
-def test_fixed_uid_and_json(dashboard):
+def test_fixed_uid_and_the_same_dashboard_every_time(dashboard):
+    # A fixed uid and a deterministic render: Grafana's push reports changed only when something changed.
     assert dashboard['uid'] == 'cohort-rollout'
-    assert json.loads(json.dumps(dashboard)) == dashboard
+    again = rollout.grafana_dashboard(rollout.rollout_spec(copy.deepcopy(DEFAULTS)), uid='cohort-rollout',
+                                      datasource_uid='ds-under-test')
+    assert json.dumps(again, sort_keys=True) == json.dumps(dashboard, sort_keys=True)
+
+
+def _promtool_check(tmp_path, exprs):
+    rules = {'groups': [{'name': 'dashboard', 'rules': [
+        {'record': 'dashboard:panel_%d' % i, 'expr': expr} for i, expr in enumerate(exprs)]}]}
+    path = tmp_path / 'dashboard_exprs.yml'
+    path.write_text(yaml.safe_dump(rules, sort_keys=False, width=1000))
+    return subprocess.run([PROMTOOL, 'check', 'rules', str(path)], capture_output=True, text=True, check=False)
+
+
+def test_every_panel_query_is_valid_promql(dashboard, tmp_path):
+    """promtool parses every target's expression (as a recording rule): a typo in a panel query fails here."""
+    exprs = [t['expr'] for p in dashboard['panels'] for t in p['targets']]
+    assert len(exprs) >= 18
+    res = _promtool_check(tmp_path, exprs)
+    assert res.returncode == 0, res.stdout + res.stderr
+    assert _promtool_check(tmp_path, ['sum(rate(cohort_discovery_requests_total[1m])']).returncode != 0
 
 
 def test_runbook_panels_in_runbook_order(dashboard):

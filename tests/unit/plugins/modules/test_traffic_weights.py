@@ -117,5 +117,17 @@ def test_bad_shares_fail_before_any_call(monkeypatch, capsys):
     assert out['failed'] and 'negative' in out['msg']
 
 
-def test_module_uses_the_shared_math():
-    assert traffic_weights.apply_shares is traffic.apply_shares
+@pytest.mark.parametrize('sizes', [(1, 1), (3, 1), (2, 5), (12, 12)])
+@pytest.mark.parametrize('fast', [0.01, 0.1, 0.37, 1.0, 0.0])
+def test_module_sets_the_weights_of_the_shared_math(monkeypatch, capsys, sizes, fast):
+    """Whatever the layout, the module applies exactly what module_utils/traffic.py computes (the one
+    weight math, shared with the weights API and the guard), and reads back its realised shares."""
+    servers = ['original-%d' % i for i in range(sizes[0])] + ['ultra_fast-%d' % i for i in range(sizes[1])]
+    FakeSocket.weights = dict.fromkeys(servers, 1)
+    monkeypatch.setattr(traffic_weights, 'HAProxySocket', FakeSocket)
+    shares = {'original': 1 - fast, 'ultra_fast': fast}
+    out = run(dict(shares=shares, socket='/x.sock'), capsys)
+    expected = traffic.compute_weights(shares, servers)
+    assert out['weights'] == expected and FakeSocket.weights == expected
+    assert out['shares'] == traffic.shares_of(expected)
+    assert out['error'] == traffic.plan(shares, expected)['error'] < 0.01
