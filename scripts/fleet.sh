@@ -141,8 +141,10 @@ start_host() {
   fi
   podman rm -f "$c" >/dev/null 2>&1 || true
   # Every option before --rootfs; ':O' gives the host its own overlay on the shared rootfs.
+  # SYS_PTRACE: root on a VM may read any process's /proc/<pid>/fd (podman drops it by
+  # default), which is how the tests match sockets to the host's processes.
   podman run --detach --name "$c" --hostname "$name" --label "$label=$fleet_name" --label "cohort.rollout.rootfs=$(basename "$rootfs")" \
-    --network host --add-host "$name:$addr" --systemd=always --stop-signal SIGRTMIN+3 --stop-timeout 10 \
+    --network host --add-host "$name:$addr" --cap-add SYS_PTRACE --systemd=always --stop-signal SIGRTMIN+3 --stop-timeout 10 \
     --rootfs "$rootfs:O" /sbin/init >/dev/null
 }
 
