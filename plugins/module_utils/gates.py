@@ -27,6 +27,7 @@ import math
 import re
 import time
 
+from ansible_collections.cohort.rollout.plugins.module_utils import durations
 from ansible_collections.cohort.rollout.plugins.module_utils.prometheus import redact_url
 from ansible_collections.cohort.rollout.plugins.module_utils.report import utc_now_iso
 
@@ -40,10 +41,6 @@ NEGATED = {'lt': '>=', 'le': '>', 'gt': '<=', 'ge': '<'}
 SOURCES = ('prometheus', 'json')
 DEFAULT_INCONCLUSIVE_LIMIT = 0
 MAX_SAMPLES = 100000
-
-_DURATION_RE = re.compile(r'^\s*(?:(\d+(?:\.\d+)?)\s*(ms|s|m|h|d|w)\s*)+$')
-_DURATION_PART = re.compile(r'(\d+(?:\.\d+)?)\s*(ms|s|m|h|d|w)')
-_UNIT = {'ms': 0.001, 's': 1, 'm': 60, 'h': 3600, 'd': 86400, 'w': 604800}
 
 # The argument spec of cohort.rollout.metric_gate, shared by the action plugin
 # (which validates with it) and the documentation module (which sanity checks
@@ -100,37 +97,14 @@ class GateSpecError(ValueError):
 
 
 def parse_duration(value, name):
-    """Seconds from a number or a duration string ('30s', '5m', '2h', '7d', '1h30m', '250ms')."""
-    if isinstance(value, bool):
-        raise GateSpecError('%s must be a number of seconds or a duration like 30s, 5m, 2h, 7d; got %r' % (name, value))
-    if isinstance(value, (int, float)):
-        seconds = float(value)
-    elif isinstance(value, str):
-        text = value.strip()
-        try:
-            seconds = float(text)
-        except ValueError:
-            if not _DURATION_RE.match(text):
-                raise GateSpecError('%s must be a number of seconds or a duration like 30s, 5m, 2h, 7d; got %r' % (name, value))
-            seconds = sum(float(n) * _UNIT[u] for n, u in _DURATION_PART.findall(text))
-    else:
-        raise GateSpecError('%s must be a number of seconds or a duration like 30s, 5m, 2h, 7d; got %r' % (name, value))
-    if math.isnan(seconds) or math.isinf(seconds):
-        raise GateSpecError('%s must be finite, got %r' % (name, value))
-    return seconds
+    """Seconds in a number or a duration string (module_utils/durations.py: the one grammar)."""
+    try:
+        return durations.parse_duration(value, name)
+    except durations.DurationError as exc:
+        raise GateSpecError(str(exc))
 
 
-def format_duration(seconds):
-    """7560 -> '2h6m', 90 -> '1m30s', 2.5 -> '2.5s', 0 -> '0s'."""
-    if seconds != int(seconds) or seconds < 60:
-        return '%gs' % seconds
-    rest = int(seconds)
-    out = ''
-    for unit, size in (('d', 86400), ('h', 3600), ('m', 60), ('s', 1)):
-        if rest >= size:
-            out += '%d%s' % (rest // size, unit)
-            rest %= size
-    return out
+format_duration = durations.format_duration
 
 
 def normalize_spec(params):
@@ -142,11 +116,12 @@ def normalize_spec(params):
 
     def duration(name, value, allow_zero):
         try:
-            seconds = parse_duration(value, name)
-        except GateSpecError as exc:
-            errors.append(str(exc))
+            seconds = durations.parse_duration(value, name)
+        except durations.DurationError as exc:
+            errors.append('%s must be %s, got %r' % (name, 'zero or more' if allow_zero else 'greater than zero', value)
+                          if exc.negative else str(exc))
             return None
-        if seconds < 0 or (seconds == 0 and not allow_zero):
+        if seconds == 0 and not allow_zero:
             errors.append('%s must be %s, got %r' % (name, 'zero or more' if allow_zero else 'greater than zero', value))
             return None
         return seconds

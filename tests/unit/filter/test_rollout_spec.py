@@ -8,6 +8,9 @@ import yaml
 
 from ansible_collections.cohort.rollout.plugins.filter import rollout
 from ansible_collections.cohort.rollout.plugins.filter.rollout import SpecError
+from ansible_collections.cohort.rollout.plugins.module_utils import dashboard, prometheus_rules
+from ansible_collections.cohort.rollout.plugins.module_utils import rollout_spec as spec_utils
+from ansible_collections.cohort.rollout.plugins.module_utils.durations import parse_duration, prometheus_duration
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))))
 
@@ -235,18 +238,18 @@ def test_min_requests():
 @pytest.mark.parametrize('text,seconds', [('30s', 30), ('5m', 300), ('1h30m', 5400), ('7d', 604800),
                                           ('250ms', 0.25), (45, 45), (1.5, 1.5)])
 def test_duration_seconds(text, seconds):
-    assert rollout.duration_seconds(text) == seconds
+    assert parse_duration(text) == seconds
 
 
 @pytest.mark.parametrize('seconds,text', [(0, '0s'), (30, '30s'), (5400, '1h30m'), (604800, '7d'), (0.25, '250ms')])
 def test_prometheus_duration(seconds, text):
-    assert rollout.prometheus_duration(seconds) == text
+    assert prometheus_duration(seconds) == text
 
 
 # --- rules and dashboard come from the same numbers -------------------------------------------------
 
 def _alert(s, name):
-    return [r for r in rollout.alert_rules(s) if r['alert'] == name][0]
+    return [r for r in prometheus_rules.alert_rules(s) if r['alert'] == name][0]
 
 
 def _panel(s, title):
@@ -277,7 +280,7 @@ def test_runbook_alert_thresholds_follow_the_spec():
 
 def test_one_alert_per_phase_gate():
     s = spec()
-    names = [r['alert'] for r in rollout.alert_rules(s)]
+    names = [r['alert'] for r in prometheus_rules.alert_rules(s)]
     assert names[:3] == ['HighErrorRate', 'HighLatency', 'MemorySpiking']
     expected = sum(len(s['phases'][p]['gates']) for p in s['phase_order'])
     assert len(names) == 3 + expected and len(set(names)) == len(names)
@@ -288,9 +291,9 @@ def test_one_alert_per_phase_gate():
 
 def test_phase_bands_split_at_midpoints():
     s = spec()
-    assert rollout.phase_active_expr(s, 'canary').endswith('> 0) <= 0.055')
-    assert rollout.phase_active_expr(s, 'ramp').endswith('> 0.055) <= 0.55')
-    assert rollout.phase_active_expr(s, 'rollout') == 'cohort_lb_traffic_weight_share{variant="ultra_fast"} > 0.55'
+    assert prometheus_rules.phase_active_expr(s, 'canary').endswith('> 0) <= 0.055')
+    assert prometheus_rules.phase_active_expr(s, 'ramp').endswith('> 0.055) <= 0.55')
+    assert prometheus_rules.phase_active_expr(s, 'rollout') == 'cohort_lb_traffic_weight_share{variant="ultra_fast"} > 0.55'
 
 
 def test_recording_rules_use_the_rate_window():
@@ -306,14 +309,14 @@ def test_recording_rules_use_the_rate_window():
 
 def test_every_gate_metric_is_recorded():
     s = spec()
-    recorded = {r for r, _expr in rollout.recording_rules(s)}
+    recorded = {r for r, _expr in prometheus_rules.recording_rules(s)}
     assert {g['metric'] for g in s['gates'].values()} <= recorded
-    panel_metrics = {m for _title, m, _unit, _description in rollout.DASHBOARD_PANELS + rollout.LB_PANELS}
+    panel_metrics = {m for _title, m, _unit, _description in dashboard.DASHBOARD_PANELS + dashboard.LB_PANELS}
     assert panel_metrics <= recorded
 
 
 def test_plain_copies_templated_data_into_native_types():
-    from ansible_collections.cohort.rollout.plugins.filter import rollout as mod
+    from ansible_collections.cohort.rollout.plugins.module_utils import rollout_spec as mod
 
     class TaggedStr(str):
         pass
