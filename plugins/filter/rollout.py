@@ -43,6 +43,7 @@ def _filter(func):
 rollout_spec = _filter(spec_utils.rollout_spec)
 gate_checks = _filter(spec_utils.gate_checks)
 gate_min_requests = _filter(spec_utils.gate_min_requests)
+judge_config = _filter(spec_utils.judge_config)
 prometheus_recording_rules = _filter(prometheus_rules.prometheus_recording_rules)
 prometheus_alert_rules = _filter(prometheus_rules.prometheus_alert_rules)
 grafana_dashboard = _filter(dashboard.grafana_dashboard)
@@ -56,6 +57,7 @@ class FilterModule(object):
             'rollout_spec': rollout_spec,
             'gate_checks': gate_checks,
             'gate_min_requests': gate_min_requests,
+            'judge_config': judge_config,
             'prometheus_recording_rules': prometheus_recording_rules,
             'prometheus_alert_rules': prometheus_alert_rules,
             'grafana_dashboard': grafana_dashboard,

@@ -20,6 +20,7 @@ from collections.abc import Mapping
 from ansible_collections.cohort.rollout.plugins.module_utils.durations import (
     DurationError, parse_duration, prometheus_duration,
 )
+from ansible_collections.cohort.rollout.plugins.module_utils import judge as judge_utils
 from ansible_collections.cohort.rollout.plugins.module_utils.report import deep_merge
 
 # ---------------------------------------------------------------------------
@@ -37,7 +38,10 @@ SEVERITIES = ('info', 'warning', 'critical')
 _NAME_RE = re.compile(r'^[a-z][a-z0-9_]*$')
 _VARIANT_PLACEHOLDER = '$variant'
 
-TOP_KEYS = {'baseline', 'candidate', 'rate_window', 'metrics', 'gates', 'phases', 'alerts'}
+TOP_KEYS = {'baseline', 'candidate', 'rate_window', 'metrics', 'gates', 'judge_metrics', 'phases', 'alerts'}
+JUDGE_METRIC_KEYS = {'metric', 'query', 'direction', 'effect', 'effect_abs', 'statistic', 'unit', 'title', 'description'}
+PHASE_JUDGE_KEYS = {'interval', 'step', 'confidence', 'pass_score', 'marginal_score', 'min_points', 'metrics'}
+PHASE_JUDGE_METRIC_KEYS = {'weight', 'critical', 'direction', 'effect', 'effect_abs', 'statistic'}
 _METRIC_NAME_RE = re.compile(r'^[a-zA-Z_:][a-zA-Z0-9_:]*$')
 _LABEL_RE = re.compile(r'^[a-zA-Z_][a-zA-Z0-9_]*$')
 # The service's raw series the recording rules are built from (rollout_spec.metrics). Each
@@ -60,7 +64,7 @@ METRIC_KEYS = {
 }
 GATE_KEYS = {'metric', 'query', 'op', 'unit', 'title', 'description'}
 PHASE_KEYS = {'order', 'weight', 'bake', 'interval', 'initial_delay', 'min_requests',
-              'inconclusive_limit', 'failure_limit', 'gates', 'description'}
+              'inconclusive_limit', 'failure_limit', 'gates', 'judge', 'description'}
 PHASE_GATE_KEYS = {'threshold', 'sustain', 'action', 'failure_limit'}
 ALERT_KEYS = {'gate', 'op', 'threshold', 'for', 'severity', 'summary'}
 
@@ -235,6 +239,23 @@ def validate_spec(spec, root='rollout_spec'):
         norm.setdefault('title', name.replace('_', ' ').capitalize())
         catalog[name] = norm
 
+    # The judge's metric catalog: what a phase's judge may compare.
+    judge_metrics = spec.get('judge_metrics', {})
+    out.setdefault('judge_metrics', {})
+    if v.mapping(judge_metrics, root + '.judge_metrics'):
+        for name, jm in judge_metrics.items():
+            path = '%s.judge_metrics.%s' % (root, name)
+            v.string(name, path, pattern=_NAME_RE)
+            if not v.mapping(jm, path, JUDGE_METRIC_KEYS):
+                continue
+            if ('metric' in jm) == ('query' in jm):
+                v.error(path, 'needs either a metric (a recording rule by variant) or a query with $variant')
+            if 'metric' in jm:
+                v.string(jm['metric'], path + '.metric', pattern=_METRIC_NAME_RE)
+            if 'unit' in jm:
+                v.string(jm['unit'], path + '.unit', choices=UNITS)
+            out['judge_metrics'][name].setdefault('title', name.replace('_', ' ').capitalize())
+
     # The phases.
     phases = spec.get('phases')
     if v.mapping(phases, root + '.phases') and not phases:
@@ -296,6 +317,8 @@ def validate_spec(spec, root='rollout_spec'):
                 if seconds is not None:
                     gnorm['sustain'] = prometheus_duration(seconds)
                     gnorm['sustain_seconds'] = seconds
+        if phase.get('judge') is not None:
+            _validate_phase_judge(v, spec, name, phase, path + '.judge')
 
     # The alerts.
     alerts = out.get('alerts')
@@ -318,9 +341,74 @@ def validate_spec(spec, root='rollout_spec'):
 
     if v.errors:
         raise SpecError('invalid rollout spec: ' + '; '.join(v.errors))
+    for name, phase in out['phases'].items():
+        if phase.get('judge') is None:
+            phase.pop('judge', None)
     out['phase_order'] = sorted(out['phases'], key=lambda name: out['phases'][name]['order'])
     out['validated'] = True
     return out
+
+
+def _validate_phase_judge(v, spec, phase_name, phase, path):
+    """A phase's judge: known keys, metrics from the catalog, then the judge's own checks (module_utils/judge.py)."""
+    judge = phase['judge']
+    if not v.mapping(judge, path, PHASE_JUDGE_KEYS, required=('step', 'metrics')):
+        return
+    catalog = spec.get('judge_metrics') if isinstance(spec.get('judge_metrics'), dict) else {}
+    metrics = judge.get('metrics')
+    if not isinstance(metrics, dict) or not metrics:
+        v.error(path + '.metrics', 'a judge needs at least one metric, got %r' % (metrics,))
+        return
+    ok = True
+    for mname, mconf in metrics.items():
+        mpath = '%s.metrics.%s' % (path, mname)
+        if mname not in catalog:
+            v.error(mpath, 'unknown judge metric %r (the catalog rollout_spec.judge_metrics has: %s)'
+                    % (mname, ', '.join(sorted(catalog)) or 'nothing'))
+            ok = False
+            continue
+        if mconf is not None and not v.mapping(mconf, mpath, PHASE_JUDGE_METRIC_KEYS):
+            ok = False
+    if not ok or not isinstance(spec.get('metrics'), dict) or 'variant_label' not in spec['metrics']:
+        return
+    try:
+        judge_utils.normalize_judge(_judge_raw(spec, phase, judge), label=path)
+    except judge_utils.JudgeSpecError as exc:
+        v.errors.append(str(exc))
+
+
+def _judge_raw(spec, phase, judge):
+    """The arguments of metric_gate's ``judge`` option for one phase (catalog entries merged with the phase's)."""
+    metrics = []
+    for mname, mconf in judge['metrics'].items():
+        entry = dict(spec['judge_metrics'][mname])
+        entry.update(mconf or {})
+        if 'metric' in entry:
+            query = selector(spec, entry['metric'], _VARIANT_PLACEHOLDER)
+        else:
+            query = entry.get('query')
+        metric = dict(name=mname, query=query)
+        for key in ('direction', 'effect', 'effect_abs', 'statistic', 'weight', 'critical'):
+            if key in entry:
+                metric[key] = entry[key]
+        metrics.append(metric)
+    raw = dict(baseline=spec.get('baseline'), canary=spec.get('candidate'), metrics=metrics,
+               interval=judge.get('interval', phase.get('interval')), step=judge.get('step'))
+    for key in ('confidence', 'pass_score', 'marginal_score', 'min_points'):
+        if key in judge:
+            raw[key] = judge[key]
+    return raw
+
+
+def judge_config(spec, phase):
+    """metric_gate's ``judge`` option for one phase, or None when the phase declares no judge."""
+    spec = ensure_valid(spec)
+    if phase not in spec['phases']:
+        raise SpecError('rollout_spec.phases: unknown phase %r (phases: %s)' % (phase, ', '.join(spec['phase_order'])))
+    pspec = spec['phases'][phase]
+    if not pspec.get('judge'):
+        return None
+    return _judge_raw(spec, pspec, pspec['judge'])
 
 
 def rollout_spec(defaults, overrides=None):

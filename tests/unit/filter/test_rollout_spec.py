@@ -8,6 +8,7 @@ import yaml
 
 from ansible_collections.cohort.rollout.plugins.filter import rollout
 from ansible_collections.cohort.rollout.plugins.filter.rollout import SpecError
+from ansible_collections.cohort.rollout.plugins.module_utils import gates
 from ansible_collections.cohort.rollout.plugins.module_utils import dashboard, prometheus_rules
 from ansible_collections.cohort.rollout.plugins.module_utils import rollout_spec as spec_utils
 from ansible_collections.cohort.rollout.plugins.module_utils.durations import parse_duration, prometheus_duration
@@ -331,3 +332,55 @@ def test_plain_copies_templated_data_into_native_types():
     assert out['a'][1][2] is True and out['a'][1][0].__class__ is int
     out['a'].append('y')
     assert len(data['a']) == 2  # a copy, not a view
+
+
+# --- the judge of a phase ----------------------------------------------------------------------
+
+def test_default_judges_cover_the_runbook_metrics():
+    for phase in ('canary', 'ramp'):
+        cfg = rollout.judge_config(spec(), phase)
+        names = {m['name'] for m in cfg['metrics']}
+        assert names == {'latency_p99_ms', 'latency_p50_ms', 'error_rate', 'memory_bytes', 'cpu_percent',
+                         'db_query_p99_ms', 'cache_hit_rate'}
+        assert (cfg['baseline'], cfg['canary'], cfg['step']) == ('original', 'ultra_fast', '1m')
+        by_name = {m['name']: m for m in cfg['metrics']}
+        assert by_name['latency_p99_ms']['query'] == 'cohort_discovery_latency_p99{variant="$variant"}'
+        assert by_name['cache_hit_rate']['direction'] == 'decrease'
+        assert by_name['error_rate']['statistic'] == 'mean' and by_name['error_rate']['critical'] is True
+        assert sum(m['weight'] for m in cfg['metrics']) == 100
+    assert rollout.judge_config(spec(), 'rollout') is None
+
+
+def test_judge_config_is_accepted_by_metric_gate():
+    s = spec(SANDBOX)
+    p = s['phases']['canary']
+    params = {'checks': rollout.gate_checks(s, 'canary'), 'interval': p['interval'], 'duration': p['bake'],
+              'initial_delay': p['initial_delay'], 'phase': 'canary', 'prometheus_url': 'http://127.0.0.1:9090',
+              'judge': rollout.judge_config(s, 'canary')}
+    norm = gates.normalize_spec(params)
+    assert norm['judge']['interval'] == 10 and norm['judge']['step'] == 2 and norm['judge']['min_points'] == 5
+
+
+def test_judge_follows_the_variant_label():
+    s = spec({'metrics': {'variant_label': 'deployment'}})
+    queries = {m['query'] for m in rollout.judge_config(s, 'canary')['metrics']}
+    assert 'cohort_discovery_error_rate{deployment="$variant"}' in queries
+
+
+@pytest.mark.parametrize('overrides,needle', [
+    ({'judge_metrics': {'latency_p99_ms': {'direction': 'up'}}},
+     "rollout_spec.phases.canary.judge.metrics.latency_p99_ms.direction must be one of increase, decrease, either"),
+    ({'phases': {'canary': {'judge': {'metrics': {'error_rate': {'effect': -0.1}}}}}},
+     'rollout_spec.phases.canary.judge.metrics.error_rate.effect must be a number >= 0'),
+    ({'phases': {'ramp': {'judge': {'confidence': 1}}}}, 'rollout_spec.phases.ramp.judge.confidence must be within (0, 1)'),
+    ({'phases': {'canary': {'judge': {'metrics': {'nope': {'weight': 1}}}}}},
+     "rollout_spec.phases.canary.judge.metrics.nope: unknown judge metric 'nope'"),
+    ({'phases': {'canary': {'judge': {'metrics': {m: {'weight': 0} for m in (
+        'latency_p99_ms', 'latency_p50_ms', 'error_rate', 'memory_bytes', 'cpu_percent', 'db_query_p99_ms',
+        'cache_hit_rate')}}}}}, 'rollout_spec.phases.canary.judge.metrics: the weights sum to 0'),
+    ({'phases': {'canary': {'judge': {'stepp': '1m'}}}}, 'rollout_spec.phases.canary.judge.stepp: unknown key'),
+    ({'judge_metrics': {'x': {'query': 'up'}}, 'phases': {'canary': {'judge': {'metrics': {'x': {}}}}}},
+     'must contain $variant'),
+])
+def test_bad_judge_is_a_clear_error_naming_the_path(overrides, needle):
+    assert needle in error_of(overrides)
