@@ -68,32 +68,16 @@ class Sampler(object):
     def requests(self, query):
         return self.instant(query)
 
+    def range_series(self, query, start, end, step):
+        """(values, note) of a range query that must select one series; errors are a note, not an exception."""
+        try:
+            return series_values(self.client.query_range(query, start, end, step))
+        except PrometheusError as exc:
+            return [], exc.short() + ': ' + exc.message[:160]
+
     def judge(self, cfg, start, end):
-        """One judgement over [start, end]: a range query per metric and side, same window and step."""
-        points = {}
-        notes = {}
-        for metric in cfg['metrics']:
-            sides = []
-            for variant in (cfg['baseline'], cfg['canary']):
-                try:
-                    values, note = series_values(self.client.query_range(
-                        judge_utils.metric_query(metric, variant), start, max(end, start), cfg['step']))
-                except PrometheusError as exc:
-                    values, note = [], exc.short() + ': ' + exc.message[:160]
-                sides.append(values)
-                if note:
-                    notes['%s/%s' % (metric['name'], variant)] = note
-            points[metric['name']] = tuple(sides)
-        judgement = judge_utils.judge(points, cfg)
-        for key, note in notes.items():
-            name, variant = key.split('/', 1)
-            res = judgement['metrics'][name]
-            res.setdefault('query_notes', {})[variant] = note
-            if res['classification'] == 'nodata':
-                res['note'] += '; %s: %s' % (variant, note)
-        judgement['window'] = dict(start=utc_now_iso(start), end=utc_now_iso(end), seconds=round(end - start, 3),
-                                   step=cfg['step'])
-        return judgement
+        """One judgement over [start, end] (module_utils/judge.judge_window)."""
+        return judge_utils.judge_window(self.range_series, cfg, start, end)
 
 
 class ActionModule(ActionBase):

@@ -117,5 +117,3 @@ def grafana_dashboard(spec, uid='cohort-rollout', title='Cohort Discovery - Roll
         'annotations': {'list': []},
         'panels': panels,
     }
-
-

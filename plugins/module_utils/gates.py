@@ -517,6 +517,13 @@ class Bake(object):
                      format_duration(spec['duration']), format_duration(spec['initial_delay']),
                      format_duration(spec['max_runtime']),
                      ', '.join('%s %s %g' % (c['name'], OPS[c['op']][0], c['threshold']) for c in spec['checks'])))
+        if self.judge_runner is not None:
+            cfg = spec['judge']
+            self.emit('[%s] judge: %s vs %s on %s, every %s and at the end (step %s, confidence %g, pass >= %g, '
+                      'marginal >= %g)' % (spec['phase'], cfg['canary'], cfg['baseline'],
+                                           ', '.join(m['name'] for m in cfg['metrics']),
+                                           format_duration(cfg['interval']), format_duration(cfg['step']),
+                                           cfg['confidence'], cfg['pass_score'], cfg['marginal_score']))
         for index in range(spec['sample_count']):
             due = start + spec['initial_delay'] + index * spec['interval']
             if due > deadline:

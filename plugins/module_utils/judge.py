@@ -43,6 +43,7 @@ except ImportError as _exc:  # pragma: no cover - exercised where scipy is absen
     SCIPY_IMPORT_ERROR = _exc
 
 from ansible_collections.cohort.rollout.plugins.module_utils.durations import DurationError, parse_duration
+from ansible_collections.cohort.rollout.plugins.module_utils.report import utc_now_iso
 
 DIRECTIONS = ('increase', 'decrease', 'either')  # which change is bad
 STATISTICS = ('median', 'mean')
@@ -69,7 +70,7 @@ JUDGE_OPTIONS = dict(
     interval=dict(type='raw'),
     step=dict(type='raw', required=True),
     confidence=dict(type='float', default=DEFAULTS['confidence']),
-    pass_score=dict(type='float', default=DEFAULTS['pass_score']),
+    pass_score=dict(type='float', default=DEFAULTS['pass_score'], no_log=False),  # a score, not a password
     marginal_score=dict(type='float', default=DEFAULTS['marginal_score']),
     min_points=dict(type='int', default=DEFAULTS['min_points']),
     metrics=dict(type='list', elements='dict', required=True, options=METRIC_OPTIONS),
@@ -300,6 +301,34 @@ def judge(points, config):
         results[metric['name']] = res
     value, verdict, reasons = score(results, config['metrics'], config['pass_score'], config['marginal_score'])
     return dict(score=value, verdict=verdict, reasons=reasons, metrics=results)
+
+
+def judge_window(range_series, config, start, end):
+    """One judgement over [start, end]: per metric and side one range query, same window and step.
+
+    ``range_series(query, start, end, step)`` returns ``(values, note)`` (the Prometheus client's
+    range query of one series; errors are a note and no values). A note of either side is kept
+    with the metric (``query_notes``) and explains a ``nodata``.
+    """
+    points = {}
+    notes = {}
+    for metric in config['metrics']:
+        sides = []
+        for variant in (config['baseline'], config['canary']):
+            values, note = range_series(metric_query(metric, variant), start, max(end, start), config['step'])
+            sides.append(values)
+            if note:
+                notes.setdefault(metric['name'], {})[variant] = note
+        points[metric['name']] = tuple(sides)
+    judgement = judge(points, config)
+    for name, by_variant in notes.items():
+        res = judgement['metrics'][name]
+        res['query_notes'] = by_variant
+        if res['classification'] == 'nodata':
+            res['note'] += '; ' + '; '.join('%s: %s' % item for item in sorted(by_variant.items()))
+    judgement['window'] = dict(start=utc_now_iso(start), end=utc_now_iso(end), seconds=round(end - start, 3),
+                               step=config['step'])
+    return judgement
 
 
 def phase_outcome(verdict):

@@ -149,5 +149,3 @@ def alert_rules(spec):
 def prometheus_alert_rules(spec):
     """A Prometheus rule file (as data) with the alert rules."""
     return {'groups': [{'name': 'cohort_rollout_alerts', 'rules': alert_rules(spec)}]}
-
-

@@ -69,8 +69,6 @@ PHASE_GATE_KEYS = {'threshold', 'sustain', 'action', 'failure_limit'}
 ALERT_KEYS = {'gate', 'op', 'threshold', 'for', 'severity', 'summary'}
 
 
-
-
 class SpecError(ValueError):
     """A rollout spec that does not validate; the message names every bad path."""
 
@@ -489,5 +487,3 @@ def gate_min_requests(spec, phase):
     return {'query': 'sum(increase(%s[%s]))'
                      % (selector(spec, spec['metrics']['requests_total'], spec['candidate']), pspec['interval']),
             'threshold': pspec['min_requests']}
-
-

@@ -10,7 +10,6 @@ from ansible_collections.cohort.rollout.plugins.filter import rollout
 from ansible_collections.cohort.rollout.plugins.filter.rollout import SpecError
 from ansible_collections.cohort.rollout.plugins.module_utils import gates
 from ansible_collections.cohort.rollout.plugins.module_utils import dashboard, prometheus_rules
-from ansible_collections.cohort.rollout.plugins.module_utils import rollout_spec as spec_utils
 from ansible_collections.cohort.rollout.plugins.module_utils.durations import parse_duration, prometheus_duration
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))))

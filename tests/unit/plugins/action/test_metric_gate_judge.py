@@ -120,3 +120,18 @@ def test_rehearsal_judges_the_past_window():
     assert not result['failed'] and result['rehearsal']['would'] == 'failed'
     assert result['rehearsal']['judge']['verdict'] == 'fail'
     assert any(line.startswith('[canary rehearsal judge final 60s]') for line in lines)
+
+
+def test_report_summary_shows_each_judgement(tmp_path):
+    import importlib.util
+    root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))))
+    spec = importlib.util.spec_from_file_location('report_summary', os.path.join(root, 'scripts', 'report_summary.py'))
+    summary = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(summary)
+    path = str(tmp_path / 'report.json')
+    run(base(report_path=path, judge=judge_args()), script(SLOW))
+    lines = summary.summary(json.loads(open(path).read()))
+    text = '\n'.join(lines)
+    assert '    judge (ultra_fast vs original, pass >= 95, marginal >= 75): FAIL' in text
+    assert len([ln for ln in lines if ' s: score ' in ln]) == 1
+    assert [ln for ln in lines if ln.strip().startswith('latency_p50_ms   high  !')], text
