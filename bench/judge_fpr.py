@@ -66,7 +66,7 @@ def provision_candidate(latency_ms):
 
 
 def main(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
+    parser = argparse.ArgumentParser(description=__doc__.split('\n', maxsplit=1)[0])
     parser.add_argument('--windows', type=int, default=20, help='judged windows of the identical build')
     parser.add_argument('--shift-windows', type=int, default=6, help='judged windows per latency shift')
     parser.add_argument('--shifts', default='2,5,10,20', help='latency shifts in ms (comma-separated)')
@@ -123,9 +123,8 @@ def main(argv=None):
                 for name, res in final['metrics'].items():
                     if res['failed'] or res['classification'] == 'nodata':
                         metric_failures['%s:%s' % (name, res['classification'])] += 1
-                print('shift %5.1f ms window %2d: %-12s %s' % (shift, i + 1, outcome,
-                                                                judge_utils.summary_line('canary', final, final=True)),
-                      flush=True)
+                line = judge_utils.summary_line('canary', final, final=True)
+                print('shift %5.1f ms window %2d: %-12s %s' % (shift, i + 1, outcome, line), flush=True)
             results.append(dict(shift_ms=shift, windows=count, outcomes=dict(outcomes),
                                 not_passed=count - outcomes['passed'], scores=scores,
                                 metric_failures=dict(metric_failures)))
@@ -144,9 +143,10 @@ def main(argv=None):
     )
     print('\n%-9s %-8s %-7s %-7s %-13s %s' % ('shift ms', 'windows', 'passed', 'failed', 'inconclusive', 'why'))
     for r in results:
+        why = ', '.join('%s x%d' % kv for kv in sorted(r['metric_failures'].items()))
         print('%-9g %-8d %-7d %-7d %-13d %s' % (r['shift_ms'], r['windows'], r['outcomes'].get('passed', 0),
-                                                 r['outcomes'].get('failed', 0), r['outcomes'].get('inconclusive', 0),
-                                                 ', '.join('%s x%d' % kv for kv in sorted(r['metric_failures'].items()))))
+                                                r['outcomes'].get('failed', 0), r['outcomes'].get('inconclusive', 0),
+                                                why))
     print('identical builds: %d windows, failed %.1f%%, not passed (failed or inconclusive) %.1f%%; '
           'smallest latency shift failed in every window: %s ms'
           % (identical['windows'], 100 * summary['identical_false_positive_rate'],

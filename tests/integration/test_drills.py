@@ -266,7 +266,7 @@ def test_i_canary_error_rate_0_3_percent_fails_by_the_judge(sandbox):
     since = time.time()
     overrides = sandbox_overrides(canary={'gates': {'user_error_rate': None}})
     run = playbook('canary.yml', *ev(analyzer_fault_error_rate=0.003, phase_weight=0.1,
-                                      rollout_spec_overrides=overrides))
+                                     rollout_spec_overrides=overrides))
     assert run.returncode != 0
     report = sandbox.assert_rolled_back(since, 'canary')
     assert 'user_error_rate' not in report['canary']['gates']
