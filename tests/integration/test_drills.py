@@ -236,10 +236,11 @@ def test_h_canary_40ms_slower_fails_by_the_judge(sandbox):
     assert run.returncode != 0
     report = sandbox.assert_rolled_back(since, 'canary')
     judge = judge_failed(report, 'canary')
-    for metric in ('latency_p50_ms', 'latency_p99_ms'):
-        res = judge['metrics'][metric]
-        assert res['classification'] == 'high' and res['failed'], (metric, res)
-        assert res['median']['canary'] - res['median']['baseline'] > 20, (metric, res)
+    # The median sees +40 ms on every request. The p99 may not: the baseline serves 99% of the traffic, and on
+    # a loaded machine its queueing can push its own p99 above the canary's (docs/gates.md).
+    res = judge['metrics']['latency_p50_ms']
+    assert res['classification'] == 'high' and res['failed'] and res['critical'], res
+    assert res['median']['canary'] - res['median']['baseline'] > 20, res
     assert report['canary']['gates']['latency_p99_ms']['failures'] == 0
     assert re.search(r'^\[canary judge (final )?\d+s\] score [\d.]+ -> FAIL', run.stdout, re.M), run.stdout[-4000:]
 
@@ -261,10 +262,12 @@ def test_i_canary_error_rate_0_3_percent_fails_by_the_judge(sandbox):
       the ramp, which has no such gate;
     - at 1% of 150 req/s the canary serves ~45 requests per 30 s rate window, so one error is
       already 2.2% (> 1%): the drill shifts 10% (`phase_weight=0.1`, the ramp's weight), where
-      0.3% stays below the gate (docs/performance.md: the traffic a judgement needs).
+      0.3% stays below the gate (docs/performance.md: the traffic a judgement needs), and waits
+      one rate window (initial_delay 30s) before the first sample, so that the window holds ~450
+      requests rather than the first few (the analyzer fails the very first one).
     """
     since = time.time()
-    overrides = sandbox_overrides(canary={'gates': {'user_error_rate': None}})
+    overrides = sandbox_overrides(canary={'gates': {'user_error_rate': None}, 'initial_delay': '30s'})
     run = playbook('canary.yml', *ev(analyzer_fault_error_rate=0.003, phase_weight=0.1,
                                      rollout_spec_overrides=overrides))
     assert run.returncode != 0
