@@ -4,8 +4,9 @@
 
 Per phase: status, start/end and duration, traffic share, and for every gate its
 worst value against its threshold (pass/FAIL), samples taken, failures, no-data
-samples; then the rollback (reason, durations). Exit status 0; 2 when the report
-cannot be read.
+samples; the judge's judgements (one line each: window, score, verdict) and, for the
+latest, every metric (class, both medians, effect, p-value, points per side); then the
+rollback (reason, durations). Exit status 0; 2 when the report cannot be read.
 """
 from __future__ import annotations
 
@@ -64,11 +65,35 @@ def phase_lines(name, rec):
             gname, fmt(worst), OPS.get(op, op), fmt(threshold), verdict,
             gate.get('passes', 0) + gate.get('failures', 0) + gate.get('inconclusive', 0),
             gate.get('passes', 0), gate.get('failures', 0), gate.get('inconclusive', 0)))
+    lines.extend(judge_lines(rec.get('judge')))
     verdict = rec.get('verdict') or {}
     for reason in verdict.get('reasons') or []:
         lines.append('    reason: %s' % reason)
     if rec.get('investigate'):
         lines.append('    investigate: %s' % ', '.join(rec['investigate']))
+    return lines
+
+
+def judge_lines(judge):
+    """The phase's judge: one line per judgement, then the metrics of the latest one."""
+    if not judge:
+        return []
+    cfg = judge.get('config') or {}
+    lines = ['    judge (%s vs %s, pass >= %s, marginal >= %s): %s' % (
+        cfg.get('canary', '?'), cfg.get('baseline', '?'), fmt(cfg.get('pass_score')), fmt(cfg.get('marginal_score')),
+        str(judge.get('verdict') or 'not judged').upper())]
+    for item in judge.get('judgements') or []:
+        window = item.get('window') or {}
+        lines.append('      %s %-6s over %4s s: score %-6s %s' % (
+            item.get('at', '-'), 'final' if item.get('final') else '', fmt(window.get('seconds')),
+            fmt(item.get('score')), str(item.get('verdict', '?')).upper()))
+    for name, res in sorted((judge.get('metrics') or {}).items()):
+        median = res.get('median') or {}
+        points = res.get('points') or {}
+        lines.append('      %-16s %-6s%s canary %-10s baseline %-10s effect %-10s p %-8s points %s/%s' % (
+            name, res.get('classification', '?'), '!' if res.get('failed') else ' ', fmt(median.get('canary')),
+            fmt(median.get('baseline')), fmt(res.get('effect')), fmt(res.get('p_value')),
+            points.get('canary', 0), points.get('baseline', 0)))
     return lines
 
 

@@ -18,8 +18,9 @@ from ansible.plugins.action import ActionBase
 from ansible.utils.display import Display
 
 from ansible_collections.cohort.rollout.plugins.module_utils import gates
+from ansible_collections.cohort.rollout.plugins.module_utils import judge as judge_utils
 from ansible_collections.cohort.rollout.plugins.module_utils.prometheus import (
-    HttpGetter, PrometheusClient, PrometheusError, range_values, single_value,
+    HttpGetter, PrometheusClient, PrometheusError, range_values, series_count, series_values, single_value,
 )
 from ansible_collections.cohort.rollout.plugins.module_utils.report import (
     ReportError, deep_merge, update_phase, utc_now_iso,
@@ -67,6 +68,17 @@ class Sampler(object):
     def requests(self, query):
         return self.instant(query)
 
+    def range_series(self, query, start, end, step):
+        """(values, note) of a range query that must select one series; errors are a note, not an exception."""
+        try:
+            return series_values(self.client.query_range(query, start, end, step))
+        except PrometheusError as exc:
+            return [], exc.short() + ': ' + exc.message[:160]
+
+    def judge(self, cfg, start, end):
+        """One judgement over [start, end] (module_utils/judge.judge_window)."""
+        return judge_utils.judge_window(self.range_series, cfg, start, end)
+
 
 class ActionModule(ActionBase):
     """Bake a phase under metric gates (see the module documentation)."""
@@ -103,8 +115,12 @@ class ActionModule(ActionBase):
         if problem:
             result.update(failed=True, changed=False, verdict=problem[0], reasons=[problem[1]], msg=problem[1],
                           samples=[], checks={}, phase=spec['phase'], ended_epoch=round(time.time(), 3))
-            if not self._task.check_mode:
+            if not self._task.check_mode and not params['validate_only']:
                 self._revert(params.get('revert'), spec['phase'], result)
+            return result
+        if params['validate_only']:
+            result.update(changed=False, failed=False, phase=spec['phase'],
+                          msg='metric_gate: the arguments and every query of phase %s are valid' % spec['phase'])
             return result
 
         if self._task.check_mode:
@@ -133,7 +149,8 @@ class ActionModule(ActionBase):
         bake = gates.Bake(
             spec, sampler, emit=display.display, clock=self.clock,
             requests_sampler=(lambda: sampler.requests(spec['min_requests']['query'])) if spec['min_requests'] else None,
-            on_update=on_update)
+            on_update=on_update,
+            judge_runner=(lambda start, end: sampler.judge(spec['judge'], start, end)) if spec['judge'] else None)
         try:
             outcome = bake.run()
         except Exception:
@@ -176,17 +193,33 @@ class ActionModule(ActionBase):
         queries = [(c['name'], c['query']) for c in spec['checks'] if c['source'] == 'prometheus']
         if spec['min_requests']:
             queries.append(('min_requests', spec['min_requests']['query']))
-        for name, query in queries:
+        judge = spec['judge']
+        for metric in (judge or {}).get('metrics', []):
+            for side in ('baseline', 'canary'):
+                queries.append(('judge metric %s (%s)' % (metric['name'], side),
+                                judge_utils.metric_query(metric, judge[side]), side))
+        for item in queries:
+            name, query = item[0], item[1]
+            side = item[2] if len(item) > 2 else None
             try:
-                sampler.client.query(query)
+                data = sampler.client.query(query)
             except PrometheusError as exc:
                 if exc.error_type in ('bad_data',):
-                    return 'failed', 'metric_gate: query of gate %s is invalid, Prometheus says: %s (query: %s)' % (
-                        name, exc.message, query)
+                    what = name if side else 'gate %s' % name
+                    return 'failed', 'metric_gate: query of %s is invalid, Prometheus says: %s (query: %s)' % (
+                        what, exc.message, query)
                 if exc.error_type in ('timeout', 'connection', 'tls'):
                     return 'inconclusive', ('metric_gate: Prometheus unreachable before the bake (%s: %s); '
                                             'no gate can be judged' % (exc.error_type, exc.message))
                 # Other answers (execution errors, HTTP 5xx) are judged per sample.
+                continue
+            if side is None:
+                continue
+            count = series_count(data)
+            # One series per side. The canary may not be scraped yet (no series); the baseline must be.
+            if count > 1 or (count == 0 and side == 'baseline'):
+                return 'failed', ('metric_gate: query of %s selects %d series, not one per side (query: %s)'
+                                  % (name, count, query))
         return None
 
     def _rehearse(self, spec, sampler):
@@ -223,6 +256,12 @@ class ActionModule(ActionBase):
                                 threshold=spec['min_requests']['threshold'], status=status,
                                 note=note or cnote)
         outcomes = [g['would'] for g in per_gate.values() if g['would'] != 'not rehearsable']
+        judgement = None
+        if spec['judge']:
+            judgement = sampler.judge(spec['judge'], stamps[0], stamps[-1])
+            judgement['final'] = True
+            display.display(judge_utils.summary_line(spec['phase'] + ' rehearsal', judgement, final=True))
+            outcomes.append(judge_utils.phase_outcome(judgement['verdict']))
         if 'failed' in outcomes:
             would = 'failed'
         elif 'inconclusive' in outcomes or (min_requests and min_requests['status'] != 'pass'):
@@ -237,6 +276,8 @@ class ActionModule(ActionBase):
                         samples=len(stamps)),
             gates=per_gate, min_requests=min_requests, would=would, gates_with_no_data=no_data_gates,
         )
+        if judgement is not None:
+            rehearsal['judge'] = judgement
         outcome = {'passed': 'passed', 'failed': 'failed'}.get(would, 'been ' + would)
         display.display('[%s rehearsal] over %s..%s the bake would have %s'
                         % (spec['phase'], rehearsal['window']['start'], rehearsal['window']['end'], outcome))

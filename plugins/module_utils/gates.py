@@ -27,6 +27,8 @@ import math
 import re
 import time
 
+from ansible_collections.cohort.rollout.plugins.module_utils import durations
+from ansible_collections.cohort.rollout.plugins.module_utils import judge as judge_utils
 from ansible_collections.cohort.rollout.plugins.module_utils.prometheus import redact_url
 from ansible_collections.cohort.rollout.plugins.module_utils.report import utc_now_iso
 
@@ -40,10 +42,6 @@ NEGATED = {'lt': '>=', 'le': '>', 'gt': '<=', 'ge': '<'}
 SOURCES = ('prometheus', 'json')
 DEFAULT_INCONCLUSIVE_LIMIT = 0
 MAX_SAMPLES = 100000
-
-_DURATION_RE = re.compile(r'^\s*(?:(\d+(?:\.\d+)?)\s*(ms|s|m|h|d|w)\s*)+$')
-_DURATION_PART = re.compile(r'(\d+(?:\.\d+)?)\s*(ms|s|m|h|d|w)')
-_UNIT = {'ms': 0.001, 's': 1, 'm': 60, 'h': 3600, 'd': 86400, 'w': 604800}
 
 # The argument spec of cohort.rollout.metric_gate, shared by the action plugin
 # (which validates with it) and the documentation module (which sanity checks
@@ -83,6 +81,8 @@ ARGUMENT_SPEC = dict(
     report_path=dict(type='path'),
     max_runtime=dict(type='raw'),
     extra_report=dict(type='dict', default={}),
+    judge=dict(type='dict', options=judge_utils.JUDGE_OPTIONS),
+    validate_only=dict(type='bool', default=False),
     revert=dict(type='dict', options=dict(
         api_url=dict(type='str', required=True),
         api_token=dict(type='str', no_log=True),
@@ -100,37 +100,14 @@ class GateSpecError(ValueError):
 
 
 def parse_duration(value, name):
-    """Seconds from a number or a duration string ('30s', '5m', '2h', '7d', '1h30m', '250ms')."""
-    if isinstance(value, bool):
-        raise GateSpecError('%s must be a number of seconds or a duration like 30s, 5m, 2h, 7d; got %r' % (name, value))
-    if isinstance(value, (int, float)):
-        seconds = float(value)
-    elif isinstance(value, str):
-        text = value.strip()
-        try:
-            seconds = float(text)
-        except ValueError:
-            if not _DURATION_RE.match(text):
-                raise GateSpecError('%s must be a number of seconds or a duration like 30s, 5m, 2h, 7d; got %r' % (name, value))
-            seconds = sum(float(n) * _UNIT[u] for n, u in _DURATION_PART.findall(text))
-    else:
-        raise GateSpecError('%s must be a number of seconds or a duration like 30s, 5m, 2h, 7d; got %r' % (name, value))
-    if math.isnan(seconds) or math.isinf(seconds):
-        raise GateSpecError('%s must be finite, got %r' % (name, value))
-    return seconds
+    """Seconds in a number or a duration string (module_utils/durations.py: the one grammar)."""
+    try:
+        return durations.parse_duration(value, name)
+    except durations.DurationError as exc:
+        raise GateSpecError(str(exc))
 
 
-def format_duration(seconds):
-    """7560 -> '2h6m', 90 -> '1m30s', 2.5 -> '2.5s', 0 -> '0s'."""
-    if seconds != int(seconds) or seconds < 60:
-        return '%gs' % seconds
-    rest = int(seconds)
-    out = ''
-    for unit, size in (('d', 86400), ('h', 3600), ('m', 60), ('s', 1)):
-        if rest >= size:
-            out += '%d%s' % (rest // size, unit)
-            rest %= size
-    return out
+format_duration = durations.format_duration
 
 
 def normalize_spec(params):
@@ -142,11 +119,12 @@ def normalize_spec(params):
 
     def duration(name, value, allow_zero):
         try:
-            seconds = parse_duration(value, name)
-        except GateSpecError as exc:
-            errors.append(str(exc))
+            seconds = durations.parse_duration(value, name)
+        except durations.DurationError as exc:
+            errors.append('%s must be %s, got %r' % (name, 'zero or more' if allow_zero else 'greater than zero', value)
+                          if exc.negative else str(exc))
             return None
-        if seconds < 0 or (seconds == 0 and not allow_zero):
+        if seconds == 0 and not allow_zero:
             errors.append('%s must be %s, got %r' % (name, 'zero or more' if allow_zero else 'greater than zero', value))
             return None
         return seconds
@@ -225,6 +203,18 @@ def normalize_spec(params):
             inconclusive_limit=inconclusive_limit if check_inconclusive is None else check_inconclusive,
         ))
 
+    judge = None
+    if params.get('judge'):
+        uses_prometheus = True
+        try:
+            judge = judge_utils.normalize_judge(params['judge'])
+        except judge_utils.JudgeSpecError as exc:
+            errors.append(str(exc))
+        if judge is not None and judge['interval'] is None and interval:
+            judge['interval'] = interval
+        if judge is not None and not judge_utils.HAS_SCIPY:
+            errors.append('judge: scipy is not installed on the controller (requirements.txt pins it)')
+
     min_requests = params.get('min_requests')
     if min_requests:
         uses_prometheus = True
@@ -253,6 +243,7 @@ def normalize_spec(params):
         inconclusive_limit=inconclusive_limit,
         min_requests=dict(query=min_requests['query'].strip(), threshold=float(min_requests['threshold']))
         if min_requests else None,
+        judge=judge,
     )
 
 
@@ -338,8 +329,14 @@ class Bake(object):
         start, after every sample and at the end.
     """
 
-    def __init__(self, spec, sampler, emit, clock=None, requests_sampler=None, on_update=None):
+    def __init__(self, spec, sampler, emit, clock=None, requests_sampler=None, on_update=None, judge_runner=None):
         self.spec = spec
+        # judge_runner(start_epoch, end_epoch) -> judgement (module_utils/judge.judge() plus 'window'); it must
+        # not raise for data problems (they are nodata metrics).
+        self.judge_runner = judge_runner if spec.get('judge') else None
+        self.judgements = []
+        self.judge_window_start = None
+        self.last_judged = None
         self.sampler = sampler
         self.requests_sampler = requests_sampler
         self.emit = emit
@@ -397,7 +394,47 @@ class Bake(object):
             rec['ended_at'] = ended_at
         if self.min_requests is not None:
             rec['min_requests'] = self.min_requests
+        if self.judge_runner is not None:
+            rec['judge'] = self.judge_record()
         return rec
+
+    def judge_record(self):
+        """The phase's judgement for the report: the latest one on top, every one in ``judgements``."""
+        cfg = self.spec['judge']
+        latest = self.judgements[-1] if self.judgements else None
+        return dict(
+            config=dict(baseline=cfg['baseline'], canary=cfg['canary'], interval=cfg['interval'], step=cfg['step'],
+                        confidence=cfg['confidence'], pass_score=cfg['pass_score'],
+                        marginal_score=cfg['marginal_score'], min_points=cfg['min_points'],
+                        metrics=[dict((k, m[k]) for k in ('name', 'query', 'direction', 'effect', 'effect_abs',
+                                                          'statistic', 'weight', 'critical')) for m in cfg['metrics']]),
+            verdict=latest['verdict'] if latest else None,
+            score=latest['score'] if latest else None,
+            final=bool(latest and latest.get('final')),
+            reasons=list(latest['reasons']) if latest else [],
+            metrics=latest['metrics'] if latest else {},
+            judgements=list(self.judgements),
+        )
+
+    def run_judge(self, final):
+        """One judgement over [first sample, now]; returns it (also kept, printed and persisted)."""
+        now = self.clock.wall()
+        start = self.judge_window_start if self.judge_window_start is not None else now
+        judgement = self.judge_runner(start, now)
+        judgement['final'] = bool(final)
+        judgement['at'] = utc_now_iso(now)
+        judgement.setdefault('window', dict(start=utc_now_iso(start), end=utc_now_iso(now), seconds=round(now - start, 3)))
+        self.judgements.append(judgement)
+        self.last_judged = self.clock.mono()
+        self.emit(judge_utils.summary_line(self.spec['phase'], judgement, final=final))
+        return judgement
+
+    def judge_reason(self, judgement):
+        cfg = self.spec['judge']
+        return ('judge %s in phase %s: score %g (pass >= %g, marginal >= %g) over %s; %s'
+                % (judgement['verdict'], self.spec['phase'], judgement['score'], cfg['pass_score'],
+                   cfg['marginal_score'], format_duration(round(judgement['window']['seconds'], 3)),
+                   '; '.join(judgement['reasons']) or 'no metric failed'))
 
     def _finish(self, verdict, reasons, msg=None):
         wall = self.clock.wall()
@@ -414,11 +451,14 @@ class Bake(object):
         )
         if self.min_requests is not None:
             result['min_requests'] = self.min_requests
+        if self.judge_runner is not None:
+            result['judge'] = self.judge_record()
         if verdict != 'passed':
             result['msg'] = msg or 'phase %s %s: %s' % (self.spec['phase'], verdict, '; '.join(reasons))
         else:
-            result['msg'] = 'phase %s passed: %d samples, every gate within its limits' % (
-                self.spec['phase'], len(self.samples))
+            result['msg'] = 'phase %s passed: %d samples, every gate within its limits%s' % (
+                self.spec['phase'], len(self.samples),
+                ', judge score %g' % self.judgements[-1]['score'] if self.judgements else '')
         return result
 
     # -- one sample -----------------------------------------------------------
@@ -477,6 +517,13 @@ class Bake(object):
                      format_duration(spec['duration']), format_duration(spec['initial_delay']),
                      format_duration(spec['max_runtime']),
                      ', '.join('%s %s %g' % (c['name'], OPS[c['op']][0], c['threshold']) for c in spec['checks'])))
+        if self.judge_runner is not None:
+            cfg = spec['judge']
+            self.emit('[%s] judge: %s vs %s on %s, every %s and at the end (step %s, confidence %g, pass >= %g, '
+                      'marginal >= %g)' % (spec['phase'], cfg['canary'], cfg['baseline'],
+                                           ', '.join(m['name'] for m in cfg['metrics']),
+                                           format_duration(cfg['interval']), format_duration(cfg['step']),
+                                           cfg['confidence'], cfg['pass_score'], cfg['marginal_score']))
         for index in range(spec['sample_count']):
             due = start + spec['initial_delay'] + index * spec['interval']
             if due > deadline:
@@ -487,12 +534,24 @@ class Bake(object):
             if wait > 0:
                 clock.sleep(wait)
                 self.waited += wait
+            if self.judge_window_start is None:
+                self.judge_window_start = clock.wall()
+                self.last_judged = clock.mono()
             sample, trip, over = self.take_sample(index + 1)
             self.on_update(self.record('running'))
             if trip:
                 return self._finish('failed', [trip], trip)
             if over:
                 return self._finish('inconclusive', [over], over)
+            last = index == spec['sample_count'] - 1
+            if self.judge_runner is not None and not last and \
+                    clock.mono() - self.last_judged >= spec['judge']['interval'] - 1e-6:
+                judgement = self.run_judge(final=False)
+                self.on_update(self.record('running'))
+                # During the bake only a hopeless score trips; too little data yet is no verdict.
+                if judgement['verdict'] == 'fail':
+                    reason = self.judge_reason(judgement)
+                    return self._finish('failed', [reason], reason)
             if clock.mono() > deadline:
                 return self._finish('inconclusive', [
                     'max_runtime %s reached after %d of %d samples' % (
@@ -517,6 +576,14 @@ class Bake(object):
             self.emit('[%s] min_requests: %s >=%g %s' % (
                 spec['phase'], fmt_value(value), spec['min_requests']['threshold'],
                 'ok' if status == 'pass' else ('too few' if status == 'fail' else (note or cnote or 'no data'))))
+        if self.judge_runner is not None:
+            judgement = self.run_judge(final=True)
+            outcome = judge_utils.phase_outcome(judgement['verdict'])
+            if outcome == 'failed':
+                reason = self.judge_reason(judgement)
+                return self._finish('failed', [reason] + reasons, reason)
+            if outcome == 'inconclusive':
+                reasons.append(self.judge_reason(judgement))
         if reasons:
             return self._finish('inconclusive', reasons)
         return self._finish('passed', [])

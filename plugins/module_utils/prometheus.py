@@ -284,3 +284,26 @@ def range_values(data, timestamps):
 
 def is_finite(value):
     return value is not None and not math.isnan(value) and not math.isinf(value)
+
+
+def series_values(data):
+    """The values of a range query that must select exactly one series: ``(values, note)``.
+
+    ``values`` are floats (NaN/Inf kept, the caller drops them) in time order; with no series or
+    several, ``values`` is empty and ``note`` says why ('no data', 'ambiguous: 3 series').
+    """
+    if data.get('resultType') != 'matrix':
+        return [], 'unsupported result type %s' % data.get('resultType')
+    result = data.get('result') or []
+    if not result:
+        return [], 'no data'
+    if len(result) > 1:
+        return [], 'ambiguous: %d series' % len(result)
+    return [to_float(point[1]) for point in result[0].get('values') or []], ''
+
+
+def series_count(data):
+    """How many series an instant query selected (a scalar counts as one)."""
+    if data.get('resultType') == 'scalar':
+        return 1
+    return len(data.get('result') or [])

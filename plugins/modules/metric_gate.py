@@ -161,6 +161,94 @@ options:
     description: Keys deep-merged into this phase's record in the report, for example the phase's weights.
     type: dict
     default: {}
+  validate_only:
+    description:
+      - Check the arguments and run every query once (gates, O(min_requests), and for O(judge) one query per metric
+        and side), then return without baking. The phase role does this before it changes anything.
+    type: bool
+    default: false
+  judge:
+    description:
+      - Judge the canary against the baseline over the same window (Kayenta's method), during the bake every
+        O(judge.interval) and once at its end. Per metric, a range query for each side over
+        [first sample, now] with O(judge.step), a two-sided Mann-Whitney U test (C(scipy.stats.mannwhitneyu))
+        at O(judge.confidence), and an allowed effect; each metric is C(pass), C(high), C(low) or C(nodata).
+      - The score is the weight of the metrics that passed over the total weight (0-100). A failed
+        O(judge.metrics[].critical) metric fails the judge whatever the score; C(nodata) is never a pass.
+      - During the bake a C(fail) judgement trips the bake at once (a hopeless score); at the end C(pass) lets the
+        phase pass (if the gates passed too), C(fail) fails it, C(marginal) and C(nodata) make it C(inconclusive).
+      - Needs scipy on the controller. See docs/gates.md.
+    type: dict
+    suboptions:
+      baseline:
+        description: Variant value of the baseline, put in place of C($variant) in each query.
+        type: str
+        required: true
+      canary:
+        description: Variant value of the canary.
+        type: str
+        required: true
+      interval:
+        description: How often to judge during the bake (seconds or a duration); defaults to O(interval).
+        type: raw
+      step:
+        description: Step of the range queries (seconds or a duration), the same for both sides.
+        type: raw
+        required: true
+      confidence:
+        description: Confidence of the test; a difference is significant when p < 1 - confidence. Within (0, 1).
+        type: float
+        default: 0.98
+      pass_score:
+        description: Score (0-100) at or above which the judgement is C(pass).
+        type: float
+        default: 95.0
+      marginal_score:
+        description: Score at or above which a judgement that did not pass is C(marginal) (inconclusive), below C(fail).
+        type: float
+        default: 75.0
+      min_points:
+        description: Fewest finite points per side for a metric to be judged; fewer is C(nodata). At least 3.
+        type: int
+        default: 5
+      metrics:
+        description: The metrics to compare.
+        type: list
+        elements: dict
+        required: true
+        suboptions:
+          name:
+            description: Name of the metric in the report.
+            type: str
+            required: true
+          query:
+            description: PromQL with C($variant), selecting one series per side.
+            type: str
+            required: true
+          direction:
+            description: Which change is bad - C(increase) (latency, errors, memory), C(decrease) (cache hit rate), C(either).
+            type: str
+            default: increase
+          effect:
+            description: Allowed change of the canary's centre, relative to the baseline's (0.1 = 10%). At least 0.
+            type: float
+            default: 0.1
+          effect_abs:
+            description: Allowed change in the metric's unit (2 = 2 ms for a latency); the larger allowance wins.
+            type: float
+            default: 0.0
+          statistic:
+            description: Centre compared for the effect - C(median), or C(mean) for sparse series such as error rates.
+            type: str
+            default: median
+          weight:
+            description: Weight in the score. At least 0; the weights must not sum to 0.
+            type: float
+            default: 1.0
+          critical:
+            description: A failure of this metric fails the judge whatever the score.
+            type: bool
+            default: false
   revert:
     description:
       - Traffic to restore the moment the bake does not pass (C(failed), C(inconclusive), or an error during the
@@ -338,6 +426,21 @@ report_path:
   returned: when O(report_path) is set and not in check mode
   type: str
   sample: /var/lib/rollout/report.json
+judge:
+  description:
+    - The judge's record (also in the report under the phase's C(judge) key) - its configuration, the latest
+      judgement's C(verdict), C(score), C(reasons) and per metric C(metrics) (both medians and means, the effect,
+      the allowed effect, U, the p-value, points per side, the classification), and every judgement in C(judgements).
+  returned: when O(judge) is set and the bake ran
+  type: dict
+  sample:
+    verdict: fail
+    score: 55.0
+    final: false
+    reasons: ["latency_p99_ms high: median higher than baseline by 39.8 (allowed 2), p=1.2e-05"]
+    metrics:
+      latency_p99_ms: {"classification": "high", "failed": true, "median": {"baseline": 4.9, "canary": 44.7},
+                       "p_value": 1.2e-05, "u": 100.0, "points": {"baseline": 10, "canary": 10}}
 rehearsal:
   description:
     - Check mode only. The past window, and per gate the number of samples, passes, failures, samples with no data
@@ -349,6 +452,7 @@ rehearsal:
     window: {"start": "2026-11-26T12:00:00Z", "end": "2026-11-26T14:00:00Z", "step": 300.0, "samples": 25}
     would: failed
     gates_with_no_data: [latency_p99_ms]
+    judge: {"verdict": "pass", "score": 100.0}
     gates:
       error_rate: {"samples": 25, "passed": 22, "failed": 3, "no_data": 0, "would": "failed",
                    "would_trip_at": "2026-11-26T13:15:00Z"}

@@ -17,6 +17,7 @@ import requests
 import yaml
 
 from ansible_collections.cohort.rollout.plugins.filter import rollout
+from ansible_collections.cohort.rollout.plugins.module_utils import prometheus_rules
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 VARIANTS = ('original', 'ultra_fast')
@@ -66,7 +67,7 @@ def sandbox():
     assert resp.status_code == 200, resp.text
     try:
         # Both variants serve traffic for a whole rate window before anything is judged.
-        wanted = ['%s{variant="%s"}' % (rule, v) for rule, _expr in rollout.recording_rules(SPEC) for v in VARIANTS]
+        wanted = ['%s{variant="%s"}' % (rule, v) for rule, _expr in prometheus_rules.recording_rules(SPEC) for v in VARIANTS]
         deadline = time.monotonic() + SPEC['rate_window_seconds'] + 60
         time.sleep(SPEC['rate_window_seconds'])
         while time.monotonic() < deadline and not all(_finite(e)[0] for e in wanted):
@@ -86,7 +87,7 @@ def test_all_scrape_targets_up(sandbox):
     assert {'cohort_analyzer', 'haproxy', 'prometheus', 'alertmanager'} <= jobs
 
 
-@pytest.mark.parametrize('record', [r for r, _expr in rollout.recording_rules(SPEC)])
+@pytest.mark.parametrize('record', [r for r, _expr in prometheus_rules.recording_rules(SPEC)])
 @pytest.mark.parametrize('variant', VARIANTS)
 def test_recording_rule_has_data_for_both_variants(sandbox, record, variant):
     ok, values = _finite('%s{variant="%s"}' % (record, variant))
@@ -115,7 +116,7 @@ def test_traffic_share_follows_the_weights_api(sandbox):
 def test_alert_rules_loaded_without_errors(sandbox):
     groups = requests.get(PROM + '/api/v1/rules', timeout=10).json()['data']['groups']
     rules = {r['name']: r for g in groups for r in g['rules']}
-    expected = {r['alert'] for r in rollout.alert_rules(SPEC)} | {r for r, _expr in rollout.recording_rules(SPEC)}
+    expected = {r['alert'] for r in prometheus_rules.alert_rules(SPEC)} | {r for r, _expr in prometheus_rules.recording_rules(SPEC)}
     assert expected <= set(rules)
     assert [n for n, r in rules.items() if r['health'] == 'err'] == []
     assert {n: rules[n]['labels']['severity'] for n in ('HighErrorRate', 'HighLatency', 'MemorySpiking')} == \

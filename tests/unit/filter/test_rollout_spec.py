@@ -8,6 +8,9 @@ import yaml
 
 from ansible_collections.cohort.rollout.plugins.filter import rollout
 from ansible_collections.cohort.rollout.plugins.filter.rollout import SpecError
+from ansible_collections.cohort.rollout.plugins.module_utils import gates
+from ansible_collections.cohort.rollout.plugins.module_utils import dashboard, prometheus_rules
+from ansible_collections.cohort.rollout.plugins.module_utils.durations import parse_duration, prometheus_duration
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))))
 
@@ -235,18 +238,18 @@ def test_min_requests():
 @pytest.mark.parametrize('text,seconds', [('30s', 30), ('5m', 300), ('1h30m', 5400), ('7d', 604800),
                                           ('250ms', 0.25), (45, 45), (1.5, 1.5)])
 def test_duration_seconds(text, seconds):
-    assert rollout.duration_seconds(text) == seconds
+    assert parse_duration(text) == seconds
 
 
 @pytest.mark.parametrize('seconds,text', [(0, '0s'), (30, '30s'), (5400, '1h30m'), (604800, '7d'), (0.25, '250ms')])
 def test_prometheus_duration(seconds, text):
-    assert rollout.prometheus_duration(seconds) == text
+    assert prometheus_duration(seconds) == text
 
 
 # --- rules and dashboard come from the same numbers -------------------------------------------------
 
 def _alert(s, name):
-    return [r for r in rollout.alert_rules(s) if r['alert'] == name][0]
+    return [r for r in prometheus_rules.alert_rules(s) if r['alert'] == name][0]
 
 
 def _panel(s, title):
@@ -277,7 +280,7 @@ def test_runbook_alert_thresholds_follow_the_spec():
 
 def test_one_alert_per_phase_gate():
     s = spec()
-    names = [r['alert'] for r in rollout.alert_rules(s)]
+    names = [r['alert'] for r in prometheus_rules.alert_rules(s)]
     assert names[:3] == ['HighErrorRate', 'HighLatency', 'MemorySpiking']
     expected = sum(len(s['phases'][p]['gates']) for p in s['phase_order'])
     assert len(names) == 3 + expected and len(set(names)) == len(names)
@@ -288,9 +291,9 @@ def test_one_alert_per_phase_gate():
 
 def test_phase_bands_split_at_midpoints():
     s = spec()
-    assert rollout.phase_active_expr(s, 'canary').endswith('> 0) <= 0.055')
-    assert rollout.phase_active_expr(s, 'ramp').endswith('> 0.055) <= 0.55')
-    assert rollout.phase_active_expr(s, 'rollout') == 'cohort_lb_traffic_weight_share{variant="ultra_fast"} > 0.55'
+    assert prometheus_rules.phase_active_expr(s, 'canary').endswith('> 0) <= 0.055')
+    assert prometheus_rules.phase_active_expr(s, 'ramp').endswith('> 0.055) <= 0.55')
+    assert prometheus_rules.phase_active_expr(s, 'rollout') == 'cohort_lb_traffic_weight_share{variant="ultra_fast"} > 0.55'
 
 
 def test_recording_rules_use_the_rate_window():
@@ -306,14 +309,14 @@ def test_recording_rules_use_the_rate_window():
 
 def test_every_gate_metric_is_recorded():
     s = spec()
-    recorded = {r for r, _expr in rollout.recording_rules(s)}
+    recorded = {r for r, _expr in prometheus_rules.recording_rules(s)}
     assert {g['metric'] for g in s['gates'].values()} <= recorded
-    panel_metrics = {m for _title, m, _unit, _description in rollout.DASHBOARD_PANELS + rollout.LB_PANELS}
+    panel_metrics = {m for _title, m, _unit, _description in dashboard.DASHBOARD_PANELS + dashboard.LB_PANELS}
     assert panel_metrics <= recorded
 
 
 def test_plain_copies_templated_data_into_native_types():
-    from ansible_collections.cohort.rollout.plugins.filter import rollout as mod
+    from ansible_collections.cohort.rollout.plugins.module_utils import rollout_spec as mod
 
     class TaggedStr(str):
         pass
@@ -328,3 +331,55 @@ def test_plain_copies_templated_data_into_native_types():
     assert out['a'][1][2] is True and out['a'][1][0].__class__ is int
     out['a'].append('y')
     assert len(data['a']) == 2  # a copy, not a view
+
+
+# --- the judge of a phase ----------------------------------------------------------------------
+
+def test_default_judges_cover_the_runbook_metrics():
+    for phase in ('canary', 'ramp'):
+        cfg = rollout.judge_config(spec(), phase)
+        names = {m['name'] for m in cfg['metrics']}
+        assert names == {'latency_p99_ms', 'latency_p50_ms', 'error_rate', 'memory_bytes', 'cpu_percent',
+                         'db_query_p99_ms', 'cache_hit_rate'}
+        assert (cfg['baseline'], cfg['canary'], cfg['step']) == ('original', 'ultra_fast', '1m')
+        by_name = {m['name']: m for m in cfg['metrics']}
+        assert by_name['latency_p99_ms']['query'] == 'cohort_discovery_latency_p99{variant="$variant"}'
+        assert by_name['cache_hit_rate']['direction'] == 'decrease'
+        assert by_name['error_rate']['statistic'] == 'mean' and by_name['error_rate']['critical'] is True
+        assert sum(m['weight'] for m in cfg['metrics']) == 100
+    assert rollout.judge_config(spec(), 'rollout') is None
+
+
+def test_judge_config_is_accepted_by_metric_gate():
+    s = spec(SANDBOX)
+    p = s['phases']['canary']
+    params = {'checks': rollout.gate_checks(s, 'canary'), 'interval': p['interval'], 'duration': p['bake'],
+              'initial_delay': p['initial_delay'], 'phase': 'canary', 'prometheus_url': 'http://127.0.0.1:9090',
+              'judge': rollout.judge_config(s, 'canary')}
+    norm = gates.normalize_spec(params)
+    assert norm['judge']['interval'] == 10 and norm['judge']['step'] == 2 and norm['judge']['min_points'] == 5
+
+
+def test_judge_follows_the_variant_label():
+    s = spec({'metrics': {'variant_label': 'deployment'}})
+    queries = {m['query'] for m in rollout.judge_config(s, 'canary')['metrics']}
+    assert 'cohort_discovery_error_rate{deployment="$variant"}' in queries
+
+
+@pytest.mark.parametrize('overrides,needle', [
+    ({'judge_metrics': {'latency_p99_ms': {'direction': 'up'}}},
+     "rollout_spec.phases.canary.judge.metrics.latency_p99_ms.direction must be one of increase, decrease, either"),
+    ({'phases': {'canary': {'judge': {'metrics': {'error_rate': {'effect': -0.1}}}}}},
+     'rollout_spec.phases.canary.judge.metrics.error_rate.effect must be a number >= 0'),
+    ({'phases': {'ramp': {'judge': {'confidence': 1}}}}, 'rollout_spec.phases.ramp.judge.confidence must be within (0, 1)'),
+    ({'phases': {'canary': {'judge': {'metrics': {'nope': {'weight': 1}}}}}},
+     "rollout_spec.phases.canary.judge.metrics.nope: unknown judge metric 'nope'"),
+    ({'phases': {'canary': {'judge': {'metrics': {m: {'weight': 0} for m in (
+        'latency_p99_ms', 'latency_p50_ms', 'error_rate', 'memory_bytes', 'cpu_percent', 'db_query_p99_ms',
+        'cache_hit_rate')}}}}}, 'rollout_spec.phases.canary.judge.metrics: the weights sum to 0'),
+    ({'phases': {'canary': {'judge': {'stepp': '1m'}}}}, 'rollout_spec.phases.canary.judge.stepp: unknown key'),
+    ({'judge_metrics': {'x': {'query': 'up'}}, 'phases': {'canary': {'judge': {'metrics': {'x': {}}}}}},
+     'must contain $variant'),
+])
+def test_bad_judge_is_a_clear_error_naming_the_path(overrides, needle):
+    assert needle in error_of(overrides)

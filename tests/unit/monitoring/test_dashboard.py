@@ -9,6 +9,7 @@ import pytest
 import yaml
 
 from ansible_collections.cohort.rollout.plugins.filter import rollout
+from ansible_collections.cohort.rollout.plugins.module_utils import prometheus_rules
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))))
 with open(os.path.join(ROOT, 'playbooks', 'group_vars', 'all', 'rollout_spec.yml')) as _f:
@@ -121,5 +122,5 @@ def test_threshold_lines_from_the_spec(dashboard):
 def test_traffic_share_panel_reads_haproxy_weights(dashboard):
     panel = [p for p in dashboard['panels'] if p['title'] == 'Traffic share (weights)'][0]
     assert panel['targets'][1]['expr'] == 'cohort_lb_traffic_weight_share{variant="ultra_fast"}'
-    recorded = dict(rollout.recording_rules(rollout.rollout_spec(copy.deepcopy(DEFAULTS))))
+    recorded = dict(prometheus_rules.recording_rules(rollout.rollout_spec(copy.deepcopy(DEFAULTS))))
     assert 'haproxy_server_weight' in recorded['cohort_lb_traffic_weight_share']
