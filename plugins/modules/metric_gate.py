@@ -25,6 +25,9 @@ description:
   - A check whose failing samples exceed its O(checks[].failure_limit) trips the gate at once; the task returns
     immediately (it does not wait out the bake) and its message names the gate, the value, the threshold and the
     time of the sample.
+  - The checks of one sample are queried concurrently, with a deadline of min(O(interval), O(timeout)); a check
+    without an answer by then is inconclusive (C(timeout)). A hung Prometheus therefore fails the bake within
+    (O(inconclusive_limit) + 1) intervals whatever the number of checks.
   - Before any waiting every PromQL query is run once; an invalid query fails the task with Prometheus's own
     error text, and an unreachable Prometheus fails it as C(inconclusive).
   - In check mode the gate is B(rehearsed) - the checks are evaluated over the past O(duration) with range
@@ -100,8 +103,16 @@ options:
         type: float
         required: true
       failure_limit:
-        description: How many failing samples are tolerated; one more trips the gate.
+        description: How many failing samples are tolerated over the whole bake; one more trips the gate.
         type: int
+        default: 0
+      sustain:
+        description:
+          - Seconds or a duration string. When set, the check trips only when its consecutive failing samples
+            cover this window (more than ceil(sustain / interval) failing samples in a row), as an alert's
+            C(for:) does; a passing or inconclusive sample ends the run. Isolated failures never add up.
+          - Use either O(checks[].sustain) or O(checks[].failure_limit), not both.
+        type: raw
         default: 0
       inconclusive_limit:
         description: Per-check override of O(inconclusive_limit).

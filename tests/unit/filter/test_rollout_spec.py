@@ -183,12 +183,16 @@ def test_gate_checks_shape_and_queries():
     assert by_name['user_error_rate']['op'] == 'le'
 
 
-def test_sustain_becomes_failure_limit():
+def test_sustain_is_a_window_of_consecutive_samples_not_a_count():
+    """docs/rollout-spec.md: "rollback only if sustained > 1 h" is the alert's for:, consecutive samples."""
     runbook = {c['name']: c for c in rollout.gate_checks(spec(), 'rollout')}
-    assert runbook['error_rate']['failure_limit'] == 12          # 1h sustain / 5m samples
-    assert runbook['cache_hit_rate']['failure_limit'] == 0
+    assert runbook['error_rate']['sustain'] == 3600 and runbook['error_rate']['failure_limit'] == 0
+    assert 'sustain' not in runbook['cache_hit_rate'] and runbook['cache_hit_rate']['failure_limit'] == 0
     sandbox = {c['name']: c for c in rollout.gate_checks(spec(SANDBOX), 'rollout')}
-    assert sandbox['error_rate']['failure_limit'] == math.ceil(15 / 5)
+    assert sandbox['error_rate']['sustain'] == 15
+    # The alert's for: is the same window.
+    alert = [r for r in rollout.alert_rules(spec()) if r['alert'] == 'RolloutGateErrorRate'][0]
+    assert alert['for'] == '1h'
 
 
 def test_gate_checks_details_and_unknown_phase():
