@@ -20,6 +20,7 @@ import time
 import urllib.request
 
 import pytest
+import yaml
 
 from sandbox_support import BIN, ENV, ROOT, inventory, pid_alive
 
@@ -129,13 +130,13 @@ def sandbox():
     subprocess.run([os.path.join(ROOT, 'scripts', 'load.sh'), 'start', DRILL_LOAD_RATE, '3600'], cwd=ROOT, env=ENV,
                    check=True)
     # A clean start: 100% original, nothing of ultra_fast left.
-    first = playbook('rollback.yml', *ev(rollout_break_lock=True, rollback_reason='drills setup'))
+    first = playbook('rollback.yml', *ev(rollback_reason='drills setup'))
     assert first.returncode == 0, first.stdout[-3000:]
     try:
         yield box
     finally:
         # Leave the sandbox as provisioned: every analyzer and Prometheus running, no faults.
-        playbook('rollback.yml', *ev(rollout_break_lock=True, rollback_reason='drills teardown'))
+        playbook('rollback.yml', *ev(rollback_reason='drills teardown'))
         playbook('provision.yml', '--limit', 'analyzers,monitoring')
         subprocess.run([os.path.join(ROOT, 'scripts', 'load.sh'), 'start' if had_load else 'stop'], cwd=ROOT, env=ENV,
                        check=False)
@@ -248,24 +249,140 @@ def test_d_prometheus_stopped_is_inconclusive_and_rolls_back(sandbox):
     assert restored.returncode == 0, restored.stdout[-3000:]
 
 
-def test_g_killed_mid_canary_then_rollback_restores_original(sandbox):
-    proc = subprocess.Popen([os.path.join(BIN, 'ansible-playbook'), 'playbooks/canary.yml'], cwd=ROOT, env=ENV,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+def baking_since(since):
+    """The canary run started after ``since`` is baking (an older report's canary does not count)."""
+    def check():
+        try:
+            canary = read_report().get('canary', {})
+        except (OSError, ValueError):
+            return False
+        return canary.get('status') == 'running' and 'gate_config' in canary \
+            and canary.get('phase_started_epoch', 0) >= since
+    return check
+
+
+def start_canary(*args):
+    """canary.yml in its own process group (like a CI job), waited for until its bake runs."""
+    since = time.time()
+    proc = subprocess.Popen([os.path.join(BIN, 'ansible-playbook'), 'playbooks/canary.yml'] + list(args), cwd=ROOT,
+                            env=ENV, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
     try:
-        wait_for(baking, 900, 'the canary bake to start')
+        wait_for(baking_since(since), 900, 'the canary bake to start')
+    except BaseException:
+        kill_group(proc)
+        raise
+    return proc
+
+
+def kill_group(proc):
+    """SIGKILL to the process group this test started (the playbook and its workers), never by name."""
+    try:
+        os.killpg(proc.pid, signal.SIGKILL)
+    except ProcessLookupError:
+        pass
+    proc.wait()
+
+
+def test_g_killed_mid_canary_then_rollback_needs_no_flag(sandbox):
+    proc = start_canary()
+    try:
         assert sandbox.shares()['ultra_fast'] > 0
-        # A second run fails fast, naming the holder.
-        second = playbook('rollback.yml')
+        # A second phase run still fails fast, naming the holder and the flagless way out.
+        second = playbook('canary.yml')
         assert second.returncode != 0 and 'is held by run' in second.stdout and 'phase canary' in second.stdout
+        assert 'rollback.yml' in second.stdout
     finally:
-        os.killpg(proc.pid, signal.SIGKILL)  # like a CI job killed: the playbook and its workers
-        proc.wait()
-    stale = playbook('rollback.yml')
-    assert stale.returncode != 0 and 'STALE' in stale.stdout, stale.stdout[-3000:]
-    assert sandbox.shares()['ultra_fast'] > 0  # refused: nothing changed
-    broken = playbook('rollback.yml', *ev(rollout_break_lock=True, rollback_reason='drill g'))
-    assert broken.returncode == 0, broken.stdout[-4000:]
+        kill_group(proc)  # like a CI job killed: the playbook and its workers
+    since = time.time()
+    run = playbook('rollback.yml', *ev(rollback_reason='drill g'))
+    assert run.returncode == 0, run.stdout[-4000:]
     assert sandbox.shares() == {'original': 1.0, 'ultra_fast': 0.0}
     assert not sandbox.ultra_fast_running()
     rollback = read_report()['rollback']
-    assert rollback['reason'] == 'drill g' and rollback['lock_broken'][0]['phase'] == 'canary'
+    assert rollback['reason'] == 'drill g' and rollback['status'] == 'rolled_back'
+    taken = rollback['lock_taken_over']
+    assert len(taken) == 1 and taken[0]['phase'] == 'canary' and taken[0]['holder_state'] == 'stale', taken
+    assert rollback['overrode'] == []
+    assert any(e['event'] == 'rollback' for e in notifications(since))
+
+
+def test_h_rollback_overrides_a_live_rollout_and_says_whose(sandbox):
+    proc = start_canary()
+    try:
+        assert sandbox.shares()['ultra_fast'] > 0
+        started = time.time()
+        run = playbook('rollback.yml', *ev(rollback_reason='drill h: emergency during a live canary'))
+        assert run.returncode == 0, run.stdout[-4000:]
+        assert sandbox.shares() == {'original': 1.0, 'ultra_fast': 0.0}
+        rollback = read_report()['rollback']
+        overrode = rollback['overrode']
+        assert len(overrode) == 1 and overrode[0]['phase'] == 'canary', rollback['lock_taken_over']
+        assert overrode[0]['holder_state'] == 'live'
+        assert 'took over the rollout lock of run' in run.stdout
+        # Traffic first: the revert is the rollback's first step, long before it completes.
+        assert rollback['durations']['trip_to_shares_reverted_s'] < 5, rollback['durations']
+        assert time.time() - started < PLAY_TIMEOUT
+    finally:
+        kill_group(proc)
+
+
+def test_i_failed_rollback_step_pages_and_fails(sandbox):
+    since = time.time()
+    run = playbook('rollback.yml', *ev(rollback_reason='drill i', rollback_lb_frontend_url='http://127.0.0.1:9'))
+    assert run.returncode != 0
+    assert 'ROLLBACK FAILED at step "Verify the baseline pool serves without errors' in run.stdout, run.stdout[-3000:]
+    pages = [e for e in notifications(since) if e['event'] == 'rollback_failed']
+    assert pages and pages[0]['level'] == 'critical', notifications(since)
+    assert 'Verify the baseline pool' in pages[0]['details']['step'] and pages[0]['details']['error']
+    rollback = read_report()['rollback']
+    assert rollback['status'] == 'failed' and rollback['paged'] is True
+    assert rollback['failed_step'].startswith('Verify the baseline pool') and rollback['traffic_reverted'] is True
+    assert sandbox.shares() == {'original': 1.0, 'ultra_fast': 0.0}  # the traffic went first, and stays
+
+
+def prometheus_pid():
+    for pidfile in (os.path.join(STATE, 'monitoring', 'run', 'prometheus.pid'),
+                    os.path.join(STATE, 'monitoring', 'prometheus.pid')):
+        pid = pid_alive(pidfile, 'prometheus')
+        if pid:
+            return pid
+    pytest.fail('cannot find the sandbox Prometheus by its pidfile')
+
+
+def test_j_hung_prometheus_rolls_back_within_the_bound(sandbox):
+    """SIGSTOP: Prometheus accepts connections and never answers. (inconclusive_limit + 1) intervals + 1 timeout."""
+    with open(os.path.join(ROOT, 'playbooks', 'group_vars', 'all', 'rollout_spec.yml'), encoding='utf-8') as handle:
+        defaults = yaml.safe_load(handle)['rollout_spec_defaults']['phases']['canary']
+    spec = dict(defaults, **inventory('analyzer-original-1')['rollout_spec_overrides']['phases']['canary'])
+    spec['interval_seconds'] = float(spec['interval'].rstrip('s'))  # the sandbox gives seconds ("5s")
+    interval, limit, timeout = spec['interval_seconds'], spec['inconclusive_limit'], 10.0
+    bound = (limit + 1) * interval + timeout
+    since = time.time()
+    proc = subprocess.Popen([os.path.join(BIN, 'ansible-playbook'), 'playbooks/canary.yml'], cwd=ROOT, env=ENV,
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True)
+    pid = None
+    try:
+        wait_for(baking_since(since), 900, 'the canary bake to start')
+        wait_for(lambda: read_report()['canary'].get('samples'), 120, 'a first sample')
+        assert sandbox.shares()['ultra_fast'] > 0
+        pid = prometheus_pid()
+        os.kill(pid, signal.SIGSTOP)
+        stopped = time.time()
+        while sandbox.shares()['ultra_fast'] > 0 and time.time() - stopped < 4 * bound:
+            time.sleep(0.5)
+        reverted_after = time.time() - stopped
+        os.kill(pid, signal.SIGCONT)
+        pid = None
+        output, _ = proc.communicate(timeout=PLAY_TIMEOUT)
+    finally:
+        if pid:
+            os.kill(pid, signal.SIGCONT)
+        if proc.poll() is None:
+            kill_group(proc)
+    print('hung Prometheus: traffic reverted %.1f s after SIGSTOP (bound %.0f s)' % (reverted_after, bound))
+    assert reverted_after <= bound + 3, (reverted_after, bound)  # 3 s: the revert call and a loaded machine
+    assert proc.returncode != 0
+    canary = read_report()['canary']
+    assert canary['verdict']['result'] == 'inconclusive', canary['verdict']
+    assert 'timeout' in ' '.join(canary['verdict']['reasons']), canary['verdict']
+    assert 'traffic reverted by the gate' in output
