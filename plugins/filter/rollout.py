@@ -8,6 +8,7 @@ Filters (FQCN cohort.rollout.<name>):
 * ``rollout_spec(defaults, overrides)``   deep-merge, validate and normalise the spec.
 * ``gate_checks(spec, phase)``            the checks of one phase for cohort.rollout.metric_gate.
 * ``gate_min_requests(spec, phase)``      its ``min_requests`` (too little candidate traffic = inconclusive).
+* ``guard_alerts(spec, phase)``           the alerts that are rollback triggers of a phase (the rollout guard's).
 * ``prometheus_recording_rules(spec)``    the runbook's gauges as Prometheus recording rules.
 * ``prometheus_alert_rules(spec)``        the runbook alerts plus one alert per phase gate.
 * ``grafana_dashboard(spec, ...)``        the runbook's dashboard, thresholds drawn from the spec.
@@ -522,7 +523,7 @@ def alert_rules(spec):
             hold = gconf.get('sustain_seconds', limit * pspec['interval_seconds'])
             value = _VALUE_TEMPLATE.get(gate['unit'], '{{ $value }}')
             rules.append({
-                'alert': '%sGate%s' % (_camel(phase), _camel(gname)),
+                'alert': gate_alert_name(phase, gname),
                 'expr': '(%s) %s %s and on () (%s)' % (gate_query(spec, gname), vop, format_number(gconf['threshold']),
                                                        phase_active_expr(spec, phase)),
                 'for': prometheus_duration(hold),
@@ -538,6 +539,20 @@ def alert_rules(spec):
                 },
             })
     return rules
+
+
+def gate_alert_name(phase, gate):
+    """The alert rule of one phase gate (``CanaryGateErrorRate``)."""
+    return '%sGate%s' % (_camel(phase), _camel(gate))
+
+
+def guard_alerts(spec, phase):
+    """The alerts that are rollback triggers of a phase (its gates with action rollback), for the guard."""
+    spec = _ensure_valid(spec)
+    if phase not in spec['phases']:
+        raise SpecError('rollout_spec.phases: unknown phase %r (phases: %s)' % (phase, ', '.join(spec['phase_order'])))
+    return [gate_alert_name(phase, gname) for gname, gconf in spec['phases'][phase]['gates'].items()
+            if gconf['action'] == 'rollback']
 
 
 def prometheus_alert_rules(spec):
@@ -666,6 +681,7 @@ class FilterModule(object):
             'rollout_spec': rollout_spec,
             'gate_checks': gate_checks,
             'gate_min_requests': gate_min_requests,
+            'guard_alerts': guard_alerts,
             'prometheus_recording_rules': prometheus_recording_rules,
             'prometheus_alert_rules': prometheus_alert_rules,
             'grafana_dashboard': grafana_dashboard,

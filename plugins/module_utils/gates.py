@@ -104,6 +104,15 @@ ARGUMENT_SPEC = dict(
         shares=dict(type='dict', required=True),
         validate_certs=dict(type='bool', default=True),
         timeout=dict(type='float', default=5.0),
+        generation=dict(type='int'),
+    )),
+    guard=dict(type='dict', options=dict(
+        urls=dict(type='list', elements='str', required=True),
+        token=dict(type='str', no_log=True),
+        generation=dict(type='int', required=True),
+        lease_seconds=dict(type='float'),
+        validate_certs=dict(type='bool', default=True),
+        timeout=dict(type='float', default=2.0),
     )),
 )
 MUTUALLY_EXCLUSIVE = [['prometheus_token', 'prometheus_username']]
@@ -360,13 +369,15 @@ class Bake(object):
         start, after every sample and at the end.
     """
 
-    def __init__(self, spec, sampler, emit, clock=None, requests_sampler=None, on_update=None):
+    def __init__(self, spec, sampler, emit, clock=None, requests_sampler=None, on_update=None, before_sample=None):
         self.spec = spec
         self.sampler = sampler
         self.requests_sampler = requests_sampler
         self.emit = emit
         self.clock = clock or RealClock()
         self.on_update = on_update or (lambda record: None)
+        # Called at the start and before every sample (the guard's lease renewal); a text stops the bake.
+        self.before_sample = before_sample or (lambda: None)
         self.samples = []
         self.stats = dict((c['name'], dict(passes=0, failures=0, inconclusive=0, worst=None, last=None,
                                            streak=0, longest_streak=0))
@@ -547,6 +558,9 @@ class Bake(object):
                      format_duration(spec['duration']), format_duration(spec['initial_delay']),
                      format_duration(spec['max_runtime']),
                      ', '.join('%s %s %g' % (c['name'], OPS[c['op']][0], c['threshold']) for c in spec['checks'])))
+        stop = self.before_sample()
+        if stop:
+            return self._finish('failed', [stop], stop)
         for index in range(spec['sample_count']):
             due = start + spec['initial_delay'] + index * spec['interval']
             if due > deadline:
@@ -557,6 +571,9 @@ class Bake(object):
             if wait > 0:
                 clock.sleep(wait)
                 self.waited += wait
+            stop = self.before_sample()
+            if stop:
+                return self._finish('failed', [stop], stop)
             sample, trip, over = self.take_sample(index + 1)
             self.on_update(self.record('running'))
             if trip:

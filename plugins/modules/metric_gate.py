@@ -202,6 +202,40 @@ options:
         description: Seconds to wait for the API.
         type: float
         default: 5.0
+      generation:
+        description: The rollout guard's arm generation, sent as C(X-Rollout-Generation) (refused when fenced off).
+        type: int
+  guard:
+    description:
+      - The rollout guards armed by the phase. Their lease is renewed at the start of the bake and before every
+        sample. A guard that cannot be reached is a warning (it reverts the traffic when the lease expires); a
+        renewal refused because the generation was fenced off (the guard reverted, or a rollback ran) stops the bake
+        at once as C(failed) with C(fenced=true), and the task touches the traffic no more (no O(revert)).
+    type: dict
+    suboptions:
+      urls:
+        description: Base URL of the guard of each load balancer host.
+        type: list
+        elements: str
+        required: true
+      token:
+        description: Bearer token of the guards.
+        type: str
+      generation:
+        description: The generation the phase armed.
+        type: int
+        required: true
+      lease_seconds:
+        description: The lease to renew each time (default - the one the phase armed).
+        type: float
+      validate_certs:
+        description: Verify TLS certificates.
+        type: bool
+        default: true
+      timeout:
+        description: Seconds to wait for a guard's answer.
+        type: float
+        default: 2.0
 attributes:
   action:
     support: full
@@ -281,6 +315,10 @@ EXAMPLES = r'''
 '''
 
 RETURN = r'''
+fenced:
+  description: The bake stopped because the rollout guard fenced its generation off (O(guard)).
+  returned: when fenced
+  type: bool
 verdict:
   description: C(passed), C(failed) (a gate tripped, or a query is invalid) or C(inconclusive).
   returned: when not in check mode

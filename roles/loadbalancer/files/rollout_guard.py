@@ -249,6 +249,8 @@ class Guard(object):
         with self.mutex:
             reason = body.get('reason') or 'rollback'
             armed = self.state.get('armed')
+            if not armed and int(self.state['fence']) > int(self.state['generation']):
+                return dict(changed=False, fence=self.state['fence'], disarmed=None)
             with guard_state.locked(self.state_path):
                 self.state['armed'] = None
                 self.state['revert_pending'] = None
@@ -256,7 +258,7 @@ class Guard(object):
                 self._save()
             self.journal('fenced', reason=str(reason)[:300], fence=self.state['fence'],
                          disarmed=armed['phase'] if armed else None)
-            return dict(changed=armed is not None, fence=self.state['fence'], disarmed=armed)
+            return dict(changed=True, fence=self.state['fence'], disarmed=armed)
 
     def reconciled(self, body):
         with self.mutex:

@@ -332,3 +332,15 @@ def test_plain_copies_templated_data_into_native_types():
     assert out['a'][1][2] is True and out['a'][1][0].__class__ is int
     out['a'].append('y')
     assert len(data['a']) == 2  # a copy, not a view
+
+
+def test_guard_alerts_are_the_rendered_rollback_alerts_of_the_phase():
+    s = spec()
+    names = set(r['alert'] for r in rollout.alert_rules(s))
+    canary = rollout.guard_alerts(s, 'canary')
+    assert canary == ['CanaryGateErrorRate', 'CanaryGateLatencyP99Ms', 'CanaryGateMemoryBytes', 'CanaryGateUserErrorRate']
+    assert set(canary) <= names
+    # The rollout's error rate is "investigate": not a trigger of the guard.
+    assert 'RolloutGateErrorRate' not in rollout.guard_alerts(s, 'rollout')
+    with pytest.raises(SpecError, match='unknown phase'):
+        rollout.guard_alerts(s, 'bogus')
