@@ -11,6 +11,7 @@ Nothing runs on the target host.
 
 from __future__ import annotations
 
+import os
 import time
 
 from ansible.errors import AnsibleActionFail
@@ -131,10 +132,12 @@ class ActionModule(ActionBase):
                     display.warning(warnings[-1])
 
         fenced = []
+        controller = os.getppid()  # this worker's ansible-playbook process
         bake = gates.Bake(
             spec, sampler, emit=display.display, clock=self.clock,
             requests_sampler=(lambda: sampler.requests(spec['min_requests']['query'])) if spec['min_requests'] else None,
-            on_update=on_update, before_sample=lambda: self._renew(params.get('guard'), spec['phase'], fenced))
+            on_update=on_update,
+            before_sample=lambda: self._renew(params.get('guard'), spec['phase'], fenced, controller))
         try:
             outcome = bake.run()
         except Exception:
@@ -153,14 +156,20 @@ class ActionModule(ActionBase):
         return result
 
     @staticmethod
-    def _renew(guard, phase, fenced):
+    def _renew(guard, phase, fenced, controller):
         """Renew the guard's lease on every load balancer; a text (stop the bake) when it was fenced off.
 
         A guard that cannot be reached is a warning: if that lasts, the guard reverts when the lease expires,
-        and the next renewal is then refused as fenced.
+        and the next renewal is then refused as fenced. A worker whose ansible-playbook process is gone
+        (ansible-core detaches workers into their own session, so they outlive it) renews nothing: it stops,
+        touches no traffic, and lets the lease run out, so that the guard reverts.
         """
         if not guard:
             return None
+        if os.getppid() != controller:
+            fenced.append('controller gone')
+            return ('phase %s: the ansible-playbook process (pid %d) is gone; this orphaned worker stops without '
+                    'renewing the lease, the rollout guard reverts the traffic when it expires' % (phase, controller))
         for url in guard['urls']:
             try:
                 guard_api.renew(url, guard['generation'], token=guard.get('token'),
