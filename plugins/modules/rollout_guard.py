@@ -13,8 +13,8 @@ description:
   - The rollout guard (part of the C(cohort.rollout.loadbalancer) role) runs on each load balancer host and puts
     the traffic back to the fallback shares by itself when the lease of the armed phase expires (the controller
     is gone) or when Alertmanager posts a firing alert that the phase declared as a rollback trigger.
-  - This module talks to it over HTTP with the weights API's token. Run it on the controller
-    (C(delegate_to: localhost)); it needs nothing on the load balancer host but the guard's URL.
+  - This module talks to it over HTTP with the weights API's token. Run it on the controller (delegated to
+    localhost); it needs nothing on the load balancer host but the guard's URL.
   - Every arm carries a generation, strictly increasing. Arming fences every older generation off; a revert by
     the guard or a rollback (O(state=fenced)) fences the armed one off too, so that nothing the run that armed
     it still sends (an orphaned worker, a second controller) can renew the lease or move the traffic.
@@ -38,8 +38,8 @@ options:
     default: 5.0
   state:
     description:
-      - V(query) reads the state (and any revert the guard did that the controller has not completed:
-        RV(unreconciled)); V(armed) arms it; V(disarmed) disarms the armed O(generation) after the phase passed
+      - V(query) reads the state, and any revert the guard did that the controller has not completed
+        (RV(unreconciled)); V(armed) arms it; V(disarmed) disarms the armed O(generation) after the phase passed
         or rolled back; V(fenced) disarms whatever is armed and fences its generation off (a rollback);
         V(reconciled) records that the controller completed the rollback of the guard's revert of O(generation).
     type: str

@@ -535,7 +535,7 @@ def test_k4_alert_fires_while_the_gates_are_blind_guard_reverts(sandbox):
     canary = read_report()['canary']
     assert any('fenced' in reason for reason in canary['verdict']['reasons']), canary['verdict']
     assert sandbox.shares() == {'original': 1.0, 'ultra_fast': 0.0} and not sandbox.ultra_fast_running()
-    print('alert -> guard revert %.1f s after the canary armed it'
+    print('alert -> guard revert %.1f s after the canary phase started (deploy included)'
           % (last['epoch'] - canary['phase_started_epoch']))
 
 
