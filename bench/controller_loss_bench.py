@@ -141,10 +141,9 @@ def main():
     parser.add_argument('--runs', type=int, default=1)
     args = parser.parse_args()
     out = dict(killed=[], alert=[], hung=[])
-    for _ in range(args.runs):
-        for name, case in (('killed', killed), ('alert', alert), ('hung', hung)):
-            out[name].append(case())
-            play('rollback.yml', '-e', 'rollback_reason=bench ' + name)
+    for name, case in (('killed', killed), ('alert', alert), ('hung', hung)) * args.runs:
+        out[name].append(case())
+        play('rollback.yml', '-e', 'rollback_reason=bench ' + name)
     out['load_average'] = os.getloadavg()
     print(json.dumps(out, indent=2))
 

@@ -387,7 +387,7 @@ def test_j_hung_prometheus_rolls_back_within_the_bound(sandbox):
         reverted_after = time.time() - stopped
         os.kill(pid, signal.SIGCONT)
         pid = None
-        output, _ = proc.communicate(timeout=PLAY_TIMEOUT)
+        output = proc.communicate(timeout=PLAY_TIMEOUT)[0]
     finally:
         if pid:
             os.kill(pid, signal.SIGCONT)
@@ -571,7 +571,7 @@ def test_k6_guard_restarted_while_armed_comes_back_armed(sandbox):
         restarted = playbook('provision.yml', '--limit', 'loadbalancers', '--tags', 'loadbalancer_service')
         assert restarted.returncode == 0, restarted.stdout[-3000:]
         state = guard_state(sandbox)
-        output, _ = proc.communicate(timeout=PLAY_TIMEOUT)
+        output = proc.communicate(timeout=PLAY_TIMEOUT)[0]
     finally:
         if proc.poll() is None:
             kill_group(proc)

@@ -1,6 +1,5 @@
 """Unit tests of the rollout spec filters: merge, validation with paths, gate checks, rules, dashboard."""
 import copy
-import math
 import os
 
 import pytest

@@ -346,8 +346,8 @@ def test_ensure_json_safe():
 
 
 def sustain_spec(**over):
-    params = dict(interval=300, duration=7 * 86400, checks=[dict(name='error_rate', query='err', op='lt',
-                                                                threshold=0.001, sustain='1h')])
+    check = dict(name='error_rate', query='err', op='lt', threshold=0.001, sustain='1h')
+    params = dict(interval=300, duration=7 * 86400, checks=[check])
     params.update(over)
     return spec(**params)
 
@@ -355,9 +355,7 @@ def sustain_spec(**over):
 def test_sustain_isolated_blips_over_a_week_never_trip():
     """13 separate 5-minute blips over the bake: the old count rule rolled back; a sustain window does not."""
     s = sustain_spec(duration=14 * 3600)
-    blips = []
-    for _ in range(13):
-        blips += [0.01, 0.0001, 0.0001]   # one failing sample, then two good ones
+    blips = [0.01, 0.0001, 0.0001] * 13   # one failing sample, then two good ones, 13 times
     result = result_of(s, scripted({'error_rate': blips + [0.0001]}))
     assert result['verdict'] == 'passed', result['reasons']
     assert result['checks']['error_rate']['failures'] == 13
