@@ -64,7 +64,7 @@ def main():
     inv = json.loads(subprocess.run([os.path.join(BIN, 'ansible-inventory'), '--host', 'lb-1'], cwd=ROOT, env=ENV,
                                     capture_output=True, text=True, check=True).stdout)
     out = {'failing_canary': [], 'manual_rollback': [], 'deploy': []}
-    play('rollback.yml', '-e', 'rollout_break_lock=true', '-e', 'rollback_reason=bench setup')
+    play('rollback.yml', '-e', 'rollback_reason=bench setup')
     for _run in range(args.runs):
         rc, wall, _tail = play('canary.yml', '-e', 'analyzer_fault_error_rate=0.05')
         rep = report()

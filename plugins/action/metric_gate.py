@@ -11,13 +11,14 @@ Nothing runs on the target host.
 
 from __future__ import annotations
 
+import os
 import time
 
 from ansible.errors import AnsibleActionFail
 from ansible.plugins.action import ActionBase
 from ansible.utils.display import Display
 
-from ansible_collections.cohort.rollout.plugins.module_utils import gates
+from ansible_collections.cohort.rollout.plugins.module_utils import gates, guard_api
 from ansible_collections.cohort.rollout.plugins.module_utils import judge as judge_utils
 from ansible_collections.cohort.rollout.plugins.module_utils.prometheus import (
     HttpGetter, PrometheusClient, PrometheusError, range_values, series_count, series_values, single_value,
@@ -146,24 +147,63 @@ class ActionModule(ActionBase):
                     warnings.append('metric_gate: report not updated: %s' % exc)
                     display.warning(warnings[-1])
 
+        fenced = []
+        controller = os.getppid()  # this worker's ansible-playbook process
         bake = gates.Bake(
             spec, sampler, emit=display.display, clock=self.clock,
             requests_sampler=(lambda: sampler.requests(spec['min_requests']['query'])) if spec['min_requests'] else None,
             on_update=on_update,
-            judge_runner=(lambda start, end: sampler.judge(spec['judge'], start, end)) if spec['judge'] else None)
+            judge_runner=(lambda start, end: sampler.judge(spec['judge'], start, end)) if spec['judge'] else None,
+            before_sample=lambda: self._renew(params.get('guard'), spec['phase'], fenced, controller))
         try:
             outcome = bake.run()
         except Exception:
             self._revert(params.get('revert'), spec['phase'], {})
             raise
         result.update(outcome)
-        if outcome['verdict'] != 'passed':
+        if fenced:
+            # Superseded or rolled back: the guard (or a rollback) already owns the traffic; touch nothing.
+            result['fenced'] = True
+        elif outcome['verdict'] != 'passed':
             self._revert(params.get('revert'), spec['phase'], result)
         if report_path:
             result['report_path'] = report_path
         if warnings:
             result['warnings'] = warnings
         return result
+
+    @staticmethod
+    def _renew(guard, phase, fenced, controller):
+        """Renew the guard's lease on every load balancer; a text (stop the bake) when it was fenced off.
+
+        A guard that cannot be reached is a warning: if that lasts, the guard reverts when the lease expires,
+        and the next renewal is then refused as fenced. A worker whose ansible-playbook process is gone
+        (ansible-core detaches workers into their own session, so they outlive it) renews nothing: it stops,
+        touches no traffic, and lets the lease run out, so that the guard reverts.
+        """
+        if not guard:
+            return None
+        if os.getppid() != controller:
+            fenced.append('controller gone')
+            return ('phase %s: the ansible-playbook process (pid %d) is gone; this orphaned worker stops without '
+                    'renewing the lease, the rollout guard reverts the traffic when it expires' % (phase, controller))
+        for url in guard['urls']:
+            try:
+                guard_api.renew(url, guard['generation'], token=guard.get('token'),
+                                lease_seconds=guard.get('lease_seconds'), validate_certs=guard['validate_certs'],
+                                timeout=guard['timeout'])
+            except guard_api.GuardRefused as exc:
+                if exc.status == 409:
+                    fenced.append(exc.message)
+                    message = ('phase %s fenced: the rollout guard refused to renew generation %d (%s); the traffic '
+                               'belongs to the guard or to a rollback now, this run stops' % (
+                                   phase, guard['generation'], exc.message))
+                    display.display('[%s] %s' % (phase, message))
+                    return message
+                display.warning('metric_gate: lease not renewed at %s: %s' % (url, exc.message))
+            except guard_api.GuardError as exc:
+                display.warning('metric_gate: lease not renewed (the guard reverts if this lasts): %s' % exc)
+        return None
 
     @staticmethod
     def _revert(revert, phase, result):
@@ -177,7 +217,8 @@ class ActionModule(ActionBase):
             return
         try:
             answer = post_shares(revert['api_url'], revert['shares'], token=revert.get('api_token'),
-                                 validate_certs=revert['validate_certs'], timeout=revert['timeout'])
+                                 validate_certs=revert['validate_certs'], timeout=revert['timeout'],
+                                 generation=revert.get('generation'))
         except (TrafficError, ApplyError) as exc:
             result['revert'] = dict(ok=False, error=str(exc))
             display.warning('metric_gate: could not revert the traffic: %s' % exc)

@@ -53,6 +53,24 @@ def holder_alive(holder, host=None):
     return start is not None and str(start) == str(holder.get('pid_start'))
 
 
+def taken_over(result):
+    """The holder whose lock was broken, with what was known of it: ``holder_state`` stale, live or unknown.
+
+    stale: expired, unreadable, or its process is gone (same controller); live: its process still runs
+    (same controller); unknown: another controller's lock that has not expired (treated as live).
+    """
+    doc = dict(result['broken'])
+    alive = result.get('broken_holder_alive', result.get('holder_alive'))
+    if result.get('stale') or alive is False:
+        state = 'stale'
+    elif alive:
+        state = 'live'
+    else:
+        state = 'unknown'
+    doc.update(holder_state=state, expired=bool(result.get('expired')))
+    return doc
+
+
 class ActionModule(ActionBase):
     """Take or release the rollout lock (see the module documentation)."""
 
@@ -87,6 +105,8 @@ class ActionModule(ActionBase):
             first['holder_alive'] = alive
         elif first.get('broken'):
             first['broken_holder_alive'] = holder_alive(first['broken'])
+        if first.get('broken'):
+            first['taken_over'] = taken_over(first)
         result.update(first)
         result['me'] = holder
         return result

@@ -9,6 +9,7 @@ Filters (FQCN cohort.rollout.<name>):
 * ``gate_checks(spec, phase)``            the checks of one phase for cohort.rollout.metric_gate.
 * ``gate_min_requests(spec, phase)``      its ``min_requests`` (too little candidate traffic = inconclusive).
 * ``judge_config(spec, phase)``           the phase's baseline-vs-canary judge for metric_gate (or None).
+* ``guard_alerts(spec, phase)``           the alerts that are rollback triggers of a phase (the rollout guard's).
 * ``prometheus_recording_rules(spec)``    the runbook's gauges as recording rules (module_utils/prometheus_rules.py).
 * ``prometheus_alert_rules(spec)``        the runbook alerts plus one alert per phase gate.
 * ``grafana_dashboard(spec, ...)``        the runbook's dashboard (module_utils/dashboard.py).
@@ -44,6 +45,7 @@ rollout_spec = _filter(spec_utils.rollout_spec)
 gate_checks = _filter(spec_utils.gate_checks)
 gate_min_requests = _filter(spec_utils.gate_min_requests)
 judge_config = _filter(spec_utils.judge_config)
+guard_alerts = _filter(prometheus_rules.guard_alerts)
 prometheus_recording_rules = _filter(prometheus_rules.prometheus_recording_rules)
 prometheus_alert_rules = _filter(prometheus_rules.prometheus_alert_rules)
 grafana_dashboard = _filter(dashboard.grafana_dashboard)
@@ -58,6 +60,7 @@ class FilterModule(object):
             'gate_checks': gate_checks,
             'gate_min_requests': gate_min_requests,
             'judge_config': judge_config,
+            'guard_alerts': guard_alerts,
             'prometheus_recording_rules': prometheus_recording_rules,
             'prometheus_alert_rules': prometheus_alert_rules,
             'grafana_dashboard': grafana_dashboard,

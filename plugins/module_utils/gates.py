@@ -17,6 +17,18 @@ connection error, several series). Rules, fail-closed:
 * reaching ``max_runtime`` is ``inconclusive``;
 * only a bake with none of the above is ``passed``.
 
+The checks of one sample are queried concurrently, with a deadline of
+``sample_deadline`` = min(``interval``, the HTTP ``timeout``): a check with no
+answer by then is inconclusive (``timeout``) and the sample goes on. A hung
+Prometheus therefore fails the phase within (``inconclusive_limit`` + 1)
+intervals whatever the number of gates (plus one timeout for the check of the
+queries before the bake).
+
+A check with ``sustain`` (seconds) trips only when its consecutive failing
+samples cover that window, as an alert's ``for:`` does: more than
+ceil(sustain / interval) failing samples in a row (a passing or inconclusive
+sample ends the run). Such a check has no count-based ``failure_limit``.
+
 Sampling, sleeping, the clock and output are injected, so the whole loop is
 unit-tested with a fake clock in no real time.
 """
@@ -26,6 +38,8 @@ from __future__ import annotations
 import math
 import re
 import time
+from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import wait as wait_futures
 
 from ansible_collections.cohort.rollout.plugins.module_utils import durations
 from ansible_collections.cohort.rollout.plugins.module_utils import judge as judge_utils
@@ -58,6 +72,7 @@ CHECK_OPTIONS = dict(
     threshold=dict(type='float', required=True),
     failure_limit=dict(type='int', default=0),
     inconclusive_limit=dict(type='int'),
+    sustain=dict(type='raw', default=0),
 )
 
 ARGUMENT_SPEC = dict(
@@ -89,6 +104,15 @@ ARGUMENT_SPEC = dict(
         shares=dict(type='dict', required=True),
         validate_certs=dict(type='bool', default=True),
         timeout=dict(type='float', default=5.0),
+        generation=dict(type='int'),
+    )),
+    guard=dict(type='dict', options=dict(
+        urls=dict(type='list', elements='str', required=True),
+        token=dict(type='str', no_log=True),
+        generation=dict(type='int', required=True),
+        lease_seconds=dict(type='float'),
+        validate_certs=dict(type='bool', default=True),
+        timeout=dict(type='float', default=2.0),
     )),
 )
 MUTUALLY_EXCLUSIVE = [['prometheus_token', 'prometheus_username']]
@@ -191,6 +215,10 @@ def normalize_spec(params):
         failure_limit = 0 if failure_limit is None else failure_limit
         if failure_limit < 0:
             errors.append('%s: failure_limit must be zero or more' % label)
+        sustain = duration('%s: sustain' % label, check.get('sustain') or 0, True)
+        if sustain and failure_limit:
+            errors.append('%s: use either sustain (consecutive failing samples) or failure_limit (failing samples '
+                          'in the whole bake), not both' % label)
         check_inconclusive = check.get('inconclusive_limit')
         if check_inconclusive is not None and check_inconclusive < 0:
             errors.append('%s: inconclusive_limit must be zero or more' % label)
@@ -199,7 +227,8 @@ def normalize_spec(params):
             url=check.get('url'), path=check.get('path'), headers=dict(check.get('headers') or {}),
             token=check.get('token'), op=op,
             threshold=float(threshold) if isinstance(threshold, (int, float)) and not isinstance(threshold, bool) else None,
-            failure_limit=failure_limit,
+            failure_limit=failure_limit, sustain=sustain or 0.0,
+            sustain_samples=int(math.ceil(sustain / interval - 1e-9)) if sustain and interval else 0,
             inconclusive_limit=inconclusive_limit if check_inconclusive is None else check_inconclusive,
         ))
 
@@ -237,8 +266,10 @@ def normalize_spec(params):
         # The schedule plus slack for slow queries; a cap always exists.
         max_runtime = initial_delay + bake + max(60.0, interval)
     count = int(math.floor(bake / interval + 1e-9)) + 1
+    timeout = float(params.get('timeout') or interval)
     return dict(
         phase=phase, checks=norm_checks, interval=interval, duration=bake,
+        timeout=timeout, sample_deadline=min(interval, timeout),
         initial_delay=initial_delay, max_runtime=max_runtime, sample_count=count,
         inconclusive_limit=inconclusive_limit,
         min_requests=dict(query=min_requests['query'].strip(), threshold=float(min_requests['threshold']))
@@ -329,7 +360,8 @@ class Bake(object):
         start, after every sample and at the end.
     """
 
-    def __init__(self, spec, sampler, emit, clock=None, requests_sampler=None, on_update=None, judge_runner=None):
+    def __init__(self, spec, sampler, emit, clock=None, requests_sampler=None, on_update=None, judge_runner=None,
+                 before_sample=None):
         self.spec = spec
         # judge_runner(start_epoch, end_epoch) -> judgement (module_utils/judge.judge() plus 'window'); it must
         # not raise for data problems (they are nodata metrics).
@@ -342,9 +374,13 @@ class Bake(object):
         self.emit = emit
         self.clock = clock or RealClock()
         self.on_update = on_update or (lambda record: None)
+        # Called at the start and before every sample (the guard's lease renewal); a text stops the bake.
+        self.before_sample = before_sample or (lambda: None)
         self.samples = []
-        self.stats = dict((c['name'], dict(passes=0, failures=0, inconclusive=0, worst=None, last=None))
+        self.stats = dict((c['name'], dict(passes=0, failures=0, inconclusive=0, worst=None, last=None,
+                                           streak=0, longest_streak=0))
                           for c in spec['checks'])
+        self.executor = None
         self.started_at = None
         self.min_requests = None
         self.waited = 0.0  # seconds spent sleeping for the schedule (the bake's waiting, not its work)
@@ -373,6 +409,9 @@ class Bake(object):
                 passes=st['passes'], failures=st['failures'], inconclusive=st['inconclusive'],
                 worst=st['worst'], last=st['last'],
             )
+            if check.get('sustain'):
+                entry.update(sustain=check['sustain'], sustain_samples=check['sustain_samples'],
+                             longest_failing_run=st['longest_streak'])
             if check['source'] == 'prometheus':
                 entry['query'] = check['query']
             else:
@@ -386,6 +425,7 @@ class Bake(object):
             status=status, started_at=self.started_at, samples=list(self.samples), gates=self.gates_summary(),
             gate_config=dict(interval=self.spec['interval'], duration=self.spec['duration'],
                              initial_delay=self.spec['initial_delay'], max_runtime=self.spec['max_runtime'],
+                             sample_deadline=self.spec.get('sample_deadline'),
                              inconclusive_limit=self.spec['inconclusive_limit'],
                              sample_count=self.spec['sample_count']),
         )
@@ -470,8 +510,9 @@ class Bake(object):
         parts = []
         trip = None
         over = None
+        answers = self._query_all()
         for check in self.spec['checks']:
-            value, note = self.sampler(check)
+            value, note = answers[check['name']]
             status, cnote = classify(value, check['op'], check['threshold'])
             note = note or cnote
             st = self.stats[check['name']]
@@ -479,17 +520,28 @@ class Bake(object):
             entry = dict(value=finite, status=status)
             if status == 'inconclusive':
                 st['inconclusive'] += 1
+                st['streak'] = 0
                 entry['note'] = note or 'no data'
             elif status == 'pass':
                 st['passes'] += 1
+                st['streak'] = 0
             else:
                 st['failures'] += 1
+                st['streak'] += 1
+                st['longest_streak'] = max(st['longest_streak'], st['streak'])
             if finite is not None:
                 st['worst'] = worse(check['op'], st['worst'], finite)
                 st['last'] = finite
             values[check['name']] = entry
             parts.append(self._describe(check, value, status, note))
-            if status == 'fail' and st['failures'] > check['failure_limit'] and trip is None:
+            if status == 'fail' and check.get('sustain') and st['streak'] > check['sustain_samples'] and trip is None:
+                trip = ('gate %s tripped in phase %s: %s=%s, not %s %g (threshold), sampled at %s '
+                        '(sample %d/%d; %d failing samples in a row cover the sustain window %s)'
+                        % (check['name'], self.spec['phase'], check['name'], fmt_value(value),
+                           OPS[check['op']][0], check['threshold'], at, number, self.spec['sample_count'],
+                           st['streak'], format_duration(check['sustain'])))
+            elif status == 'fail' and not check.get('sustain') and st['failures'] > check['failure_limit'] \
+                    and trip is None:
                 trip = ('gate %s tripped in phase %s: %s=%s, not %s %g (threshold), sampled at %s '
                         '(sample %d/%d; %d failing sample(s) > failure_limit %d)'
                         % (check['name'], self.spec['phase'], check['name'], fmt_value(value),
@@ -504,8 +556,38 @@ class Bake(object):
         self.emit('%s %s' % (self._prefix(number, epoch), ' | '.join(parts)))
         return sample, trip, over
 
+    def _query_all(self):
+        """{check name: (value, note)}: every check queried at once, none waited for past the deadline.
+
+        A query still running at the deadline is inconclusive (``timeout``); its thread ends with the
+        HTTP timeout. The pool is sized so that such threads never delay the next samples' queries.
+        """
+        checks = self.spec['checks']
+        deadline = self.spec.get('sample_deadline') or self.spec['interval']
+        if self.executor is None:
+            spare = int(math.ceil(self.spec.get('timeout', deadline) / deadline)) + 1
+            self.executor = ThreadPoolExecutor(max_workers=min(256, len(checks) * spare),
+                                               thread_name_prefix='metric-gate')
+        futures = dict((check['name'], self.executor.submit(self.sampler, check)) for check in checks)
+        wait_futures(list(futures.values()), timeout=deadline)
+        answers = {}
+        for name, future in futures.items():
+            if future.done():
+                answers[name] = future.result()  # a sampler never raises for data problems; a bug propagates
+            else:
+                future.cancel()
+                answers[name] = (None, 'timeout: no answer within the sample deadline of %s' % format_duration(deadline))
+        return answers
+
     # -- the bake ---------------------------------------------------------------
     def run(self):
+        try:
+            return self._run()
+        finally:
+            if self.executor is not None:
+                self.executor.shutdown(wait=False, cancel_futures=True)
+
+    def _run(self):
         spec = self.spec
         clock = self.clock
         start = clock.mono()
@@ -524,6 +606,9 @@ class Bake(object):
                                            ', '.join(m['name'] for m in cfg['metrics']),
                                            format_duration(cfg['interval']), format_duration(cfg['step']),
                                            cfg['confidence'], cfg['pass_score'], cfg['marginal_score']))
+        stop = self.before_sample()
+        if stop:
+            return self._finish('failed', [stop], stop)
         for index in range(spec['sample_count']):
             due = start + spec['initial_delay'] + index * spec['interval']
             if due > deadline:
@@ -537,6 +622,9 @@ class Bake(object):
             if self.judge_window_start is None:
                 self.judge_window_start = clock.wall()
                 self.last_judged = clock.mono()
+            stop = self.before_sample()
+            if stop:
+                return self._finish('failed', [stop], stop)
             sample, trip, over = self.take_sample(index + 1)
             self.on_update(self.record('running'))
             if trip:
@@ -605,15 +693,21 @@ def rehearse_check(check, points):
     trip_at = None
     inconclusive_over_at = None
     notes = {}
+    streak = 0
     for epoch, value, note in points:
         status, cnote = classify(value, check['op'], check['threshold'])
+        streak = streak + 1 if status == 'fail' else 0
         if status == 'pass':
             passed += 1
         elif status == 'fail':
             failed += 1
             if first_failure is None:
                 first_failure = utc_now_iso(epoch)
-            if failed > check['failure_limit'] and trip_at is None:
+            if check.get('sustain'):
+                tripped = streak > check['sustain_samples']
+            else:
+                tripped = failed > check['failure_limit']
+            if tripped and trip_at is None:
                 trip_at = utc_now_iso(epoch)
         else:
             no_data += 1

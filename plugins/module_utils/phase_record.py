@@ -39,6 +39,7 @@ HIGH_ERROR_RATE = 0.005
 EVENT_LEVELS = {
     'start': 'info', 'passed': 'info', 'complete': 'info', 'refused': 'normal',
     'investigate': 'high', 'failed': 'high', 'rollback': 'high', 'inconclusive': 'high',
+    'rollback_failed': 'critical',
 }
 
 

@@ -128,7 +128,7 @@ def alert_rules(spec):
             hold = gconf.get('sustain_seconds', limit * pspec['interval_seconds'])
             value = _VALUE_TEMPLATE.get(gate['unit'], '{{ $value }}')
             rules.append({
-                'alert': '%sGate%s' % (camel(phase), camel(gname)),
+                'alert': gate_alert_name(phase, gname),
                 'expr': '(%s) %s %s and on () (%s)' % (gate_query(spec, gname), vop, format_number(gconf['threshold']),
                                                        phase_active_expr(spec, phase)),
                 'for': prometheus_duration(hold),
@@ -144,6 +144,20 @@ def alert_rules(spec):
                 },
             })
     return rules
+
+
+def gate_alert_name(phase, gate):
+    """The alert rule of one phase gate (``CanaryGateErrorRate``)."""
+    return '%sGate%s' % (camel(phase), camel(gate))
+
+
+def guard_alerts(spec, phase):
+    """The alerts that are rollback triggers of a phase (its gates with action rollback), for the guard."""
+    spec = ensure_valid(spec)
+    if phase not in spec['phases']:
+        raise SpecError('rollout_spec.phases: unknown phase %r (phases: %s)' % (phase, ', '.join(spec['phase_order'])))
+    return [gate_alert_name(phase, gname) for gname, gconf in spec['phases'][phase]['gates'].items()
+            if gconf['action'] == 'rollback']
 
 
 def prometheus_alert_rules(spec):

@@ -467,8 +467,13 @@ def gate_checks(spec, phase, details=False):
             'query': gate_query(spec, name),
             'op': gate['op'],
             'threshold': gconf['threshold'],
-            'failure_limit': gate_failure_limit(pspec, gconf),
         }
+        if 'sustain_seconds' in gconf and 'failure_limit' not in gconf:
+            # Consecutive failing samples covering the window, as the alert's for: (not a count over the bake).
+            check['sustain'] = gconf['sustain_seconds']
+            check['failure_limit'] = 0
+        else:
+            check['failure_limit'] = gate_failure_limit(pspec, gconf)
         if details:
             check.update({'title': gate['title'], 'unit': gate['unit'], 'action': gconf['action'],
                           'sustain': gconf.get('sustain', '0s')})

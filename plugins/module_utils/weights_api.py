@@ -19,8 +19,11 @@ from ansible_collections.cohort.rollout.plugins.module_utils.traffic import Appl
 ANSWER_KEYS = ('changed', 'before', 'after', 'requested', 'error')
 
 
-def post_shares(api_url, shares, token=None, validate_certs=True, timeout=10.0, check=False):
+def post_shares(api_url, shares, token=None, validate_certs=True, timeout=10.0, check=False, generation=None):
     """Ask the API for ``shares``; return its answer (changed, before, after, requested, error).
+
+    ``generation``: the rollout guard's arm generation of the caller (header ``X-Rollout-Generation``); the API
+    refuses it with 409 when it was fenced off.
 
     Raises TrafficError when the API refuses the request (nothing changed) and ApplyError when it cannot
     be reached or answers something that is not the API's JSON.
@@ -31,6 +34,8 @@ def post_shares(api_url, shares, token=None, validate_certs=True, timeout=10.0, 
     headers = {'Content-Type': 'application/json', 'Accept': 'application/json'}
     if token:
         headers['Authorization'] = 'Bearer ' + token
+    if generation is not None:
+        headers['X-Rollout-Generation'] = str(int(generation))
     try:
         resp = open_url(url, data=json.dumps(shares), headers=headers, method='POST',
                         validate_certs=validate_certs, timeout=timeout)

@@ -25,6 +25,9 @@ description:
   - A check whose failing samples exceed its O(checks[].failure_limit) trips the gate at once; the task returns
     immediately (it does not wait out the bake) and its message names the gate, the value, the threshold and the
     time of the sample.
+  - The checks of one sample are queried concurrently, with a deadline of min(O(interval), O(timeout)); a check
+    without an answer by then is inconclusive (C(timeout)). A hung Prometheus therefore fails the bake within
+    (O(inconclusive_limit) + 1) intervals whatever the number of checks.
   - Before any waiting every PromQL query is run once; an invalid query fails the task with Prometheus's own
     error text, and an unreachable Prometheus fails it as C(inconclusive).
   - In check mode the gate is B(rehearsed) - the checks are evaluated over the past O(duration) with range
@@ -100,8 +103,16 @@ options:
         type: float
         required: true
       failure_limit:
-        description: How many failing samples are tolerated; one more trips the gate.
+        description: How many failing samples are tolerated over the whole bake; one more trips the gate.
         type: int
+        default: 0
+      sustain:
+        description:
+          - Seconds or a duration string. When set, the check trips only when its consecutive failing samples
+            cover this window (more than ceil(sustain / interval) failing samples in a row), as an alert's
+            C(for:) does; a passing or inconclusive sample ends the run. Isolated failures never add up.
+          - Use either O(checks[].sustain) or O(checks[].failure_limit), not both.
+        type: raw
         default: 0
       inconclusive_limit:
         description: Per-check override of O(inconclusive_limit).
@@ -279,6 +290,40 @@ options:
         description: Seconds to wait for the API.
         type: float
         default: 5.0
+      generation:
+        description: The rollout guard's arm generation, sent as C(X-Rollout-Generation) (refused when fenced off).
+        type: int
+  guard:
+    description:
+      - The rollout guards armed by the phase. Their lease is renewed at the start of the bake and before every
+        sample. A guard that cannot be reached is a warning (it reverts the traffic when the lease expires); a
+        renewal refused because the generation was fenced off (the guard reverted, or a rollback ran) stops the bake
+        at once as C(failed) with C(fenced=true), and the task touches the traffic no more (no O(revert)).
+    type: dict
+    suboptions:
+      urls:
+        description: Base URL of the guard of each load balancer host.
+        type: list
+        elements: str
+        required: true
+      token:
+        description: Bearer token of the guards.
+        type: str
+      generation:
+        description: The generation the phase armed.
+        type: int
+        required: true
+      lease_seconds:
+        description: The lease to renew each time (default - the one the phase armed).
+        type: float
+      validate_certs:
+        description: Verify TLS certificates.
+        type: bool
+        default: true
+      timeout:
+        description: Seconds to wait for a guard's answer.
+        type: float
+        default: 2.0
 attributes:
   action:
     support: full
@@ -358,6 +403,10 @@ EXAMPLES = r'''
 '''
 
 RETURN = r'''
+fenced:
+  description: The bake stopped because the rollout guard fenced its generation off (O(guard)).
+  returned: when fenced
+  type: bool
 verdict:
   description: C(passed), C(failed) (a gate tripped, or a query is invalid) or C(inconclusive).
   returned: when not in check mode

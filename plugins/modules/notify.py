@@ -34,7 +34,7 @@ options:
     description: What happened.
     type: str
     required: true
-    choices: [complete, failed, inconclusive, investigate, passed, refused, rollback, start]
+    choices: [complete, failed, inconclusive, investigate, passed, refused, rollback, rollback_failed, start]
   phase:
     description: The phase concerned.
     type: str
@@ -110,7 +110,8 @@ def main():
         url=dict(type='str', default='', no_log=True),  # a webhook URL is a credential
         token=dict(type='str', no_log=True),
         event=dict(type='str', required=True,
-                   choices=['complete', 'failed', 'inconclusive', 'investigate', 'passed', 'refused', 'rollback', 'start']),
+                   choices=['complete', 'failed', 'inconclusive', 'investigate', 'passed', 'refused', 'rollback',
+                            'rollback_failed', 'start']),
         phase=dict(type='str', required=True),
         text=dict(type='str', required=True),
         error_rate=dict(type='raw'),

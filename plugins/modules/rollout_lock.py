@@ -18,7 +18,8 @@ description:
     whose holder process is gone, or whose O(ttl) has expired, is reported as stale.
   - A held lock, stale or not, is only replaced when O(break_lock=true); the previous holder is returned so that
     the caller can record it.
-  - Acquiring a lock already held by the same run changes nothing (the phases of C(deploy.yml) share one lock).
+  - Acquiring a lock already held by the same run keeps it and refreshes its expiry (O(ttl) from now) and its
+    phase, so that the lock C(deploy.yml) carries from one phase into the next never looks stale while it runs.
 author:
   - cohort.rollout contributors (!UNKNOWN)
 options:
@@ -107,6 +108,10 @@ expired:
 stale:
   description: The lock found is stale (expired, or its holder process is gone according to the controller).
   returned: when held by another run
+  type: bool
+refreshed:
+  description: The lock was already held by this run; its expiry was moved to O(ttl) from now.
+  returned: when this run already held the lock
   type: bool
 """
 
@@ -219,7 +224,15 @@ def run(module):
             result.update(changed=True, acquired=True, holder=public(mine), msg='lock taken')
             return result
         if current.get('id') == holder['id']:
-            result.update(acquired=True, holder=public(current), msg='lock already held by this run')
+            # deploy.yml carries its lock from one phase into the next: the expiry (and the
+            # phase shown to whoever finds it held) must follow, or the lock looks STALE.
+            kept = dict(current)
+            kept.update(phase=holder.get('phase') or current.get('phase'), expires_epoch=now + params['ttl'],
+                        expires_at=iso(now + params['ttl']), refreshed_at=iso(now))
+            if not module.check_mode:
+                write_lock(path, kept, exclusive=False)
+            result.update(acquired=True, refreshed=True, holder=public(kept),
+                          msg='lock already held by this run; expiry refreshed to %s' % kept['expires_at'])
             return result
         expired = now > float(current.get('expires_epoch') or 0)
         stale = expired or bool(current.get('corrupt')) or (
@@ -241,8 +254,9 @@ def run(module):
         elif stale:
             reason = ' It is STALE: its holder process is gone.'
         module.fail_json(
-            msg='rollout lock %s is held by %s.%s To break it (only if no rollout runs): -e rollout_break_lock=true'
-                % (path, describe(current), reason),
+            msg='rollout lock %s is held by %s.%s To roll back (never blocked by the lock, no flags needed): '
+                'ansible-playbook rollback.yml. To start a phase anyway (only if no rollout runs): '
+                '-e rollout_break_lock=true' % (path, describe(current), reason),
             acquired=False, holder=public(current), **result)
     finally:
         os.close(guard)

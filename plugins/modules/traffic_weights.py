@@ -69,6 +69,12 @@ options:
   api_token:
     description: Bearer token of the weights API (O(driver=http)).
     type: str
+  generation:
+    description:
+      - The rollout guard's arm generation of the phase that moves the traffic (O(driver=http)); sent as
+        C(X-Rollout-Generation). The API refuses the change when that generation was fenced off (the phase was
+        superseded or rolled back), so an orphaned worker cannot undo a rollback.
+    type: int
   validate_certs:
     description: Verify the TLS certificate of O(api_url).
     type: bool
@@ -165,7 +171,7 @@ def run_haproxy(module):
 def run_http(module):
     return post_shares(module.params['api_url'], module.params['shares'], token=module.params['api_token'],
                        validate_certs=module.params['validate_certs'], timeout=module.params['timeout'],
-                       check=module.check_mode)
+                       check=module.check_mode, generation=module.params['generation'])
 
 
 def main():
@@ -179,6 +185,7 @@ def main():
             state_file=dict(type='path'),
             api_url=dict(type='str'),
             api_token=dict(type='str', no_log=True),
+            generation=dict(type='int'),
             validate_certs=dict(type='bool', default=True),
             timeout=dict(type='float', default=10),
         ),

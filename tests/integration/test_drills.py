@@ -17,6 +17,7 @@ import signal
 import socket
 import subprocess
 import time
+import urllib.error
 import urllib.request
 
 import pytest
@@ -130,13 +131,13 @@ def sandbox():
     subprocess.run([os.path.join(ROOT, 'scripts', 'load.sh'), 'start', DRILL_LOAD_RATE, '3600'], cwd=ROOT, env=ENV,
                    check=True)
     # A clean start: 100% original, nothing of ultra_fast left.
-    first = playbook('rollback.yml', *ev(rollout_break_lock=True, rollback_reason='drills setup'))
+    first = playbook('rollback.yml', *ev(rollback_reason='drills setup'))
     assert first.returncode == 0, first.stdout[-3000:]
     try:
         yield box
     finally:
         # Leave the sandbox as provisioned: every analyzer and Prometheus running, no faults.
-        playbook('rollback.yml', *ev(rollout_break_lock=True, rollback_reason='drills teardown'))
+        playbook('rollback.yml', *ev(rollback_reason='drills teardown'))
         playbook('provision.yml', '--limit', 'analyzers,monitoring')
         subprocess.run([os.path.join(ROOT, 'scripts', 'load.sh'), 'start' if had_load else 'stop'], cwd=ROOT, env=ENV,
                        check=False)
@@ -317,24 +318,333 @@ def test_d_prometheus_stopped_is_inconclusive_and_rolls_back(sandbox):
     assert restored.returncode == 0, restored.stdout[-3000:]
 
 
-def test_g_killed_mid_canary_then_rollback_restores_original(sandbox):
-    proc = subprocess.Popen([os.path.join(BIN, 'ansible-playbook'), 'playbooks/canary.yml'], cwd=ROOT, env=ENV,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+def baking_since(since):
+    """The canary run started after ``since`` is baking (an older report's canary does not count)."""
+    def check():
+        try:
+            canary = read_report().get('canary', {})
+        except (OSError, ValueError):
+            return False
+        return canary.get('status') == 'running' and 'gate_config' in canary \
+            and canary.get('phase_started_epoch', 0) >= since
+    return check
+
+
+def start_canary(*args):
+    """canary.yml in its own process group (like a CI job), waited for until its bake runs."""
+    since = time.time()
+    proc = subprocess.Popen([os.path.join(BIN, 'ansible-playbook'), 'playbooks/canary.yml'] + list(args), cwd=ROOT,
+                            env=ENV, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
     try:
-        wait_for(baking, 900, 'the canary bake to start')
+        wait_for(baking_since(since), 900, 'the canary bake to start')
+    except BaseException:
+        kill_group(proc)
+        raise
+    return proc
+
+
+def descendants(pid):
+    """Pids of the processes started under ``pid`` (ansible-core 2.19 workers leave its process group: setsid)."""
+    children = {}
+    for entry in os.listdir('/proc'):
+        if not entry.isdigit():
+            continue
+        try:
+            with open('/proc/%s/stat' % entry, encoding='utf-8') as handle:
+                stat = handle.read()
+        except OSError:
+            continue
+        ppid = int(stat[stat.rindex(')') + 2:].split()[1])
+        children.setdefault(ppid, []).append(int(entry))
+    found, todo = [], [pid]
+    while todo:
+        for child in children.get(todo.pop(), []):
+            found.append(child)
+            todo.append(child)
+    return found
+
+
+def alive(pid):
+    try:
+        with open('/proc/%d/stat' % pid, encoding='utf-8') as handle:
+            stat = handle.read()
+    except OSError:
+        return False
+    return stat[stat.rindex(')') + 2:].split()[0] != 'Z'
+
+
+def kill_group(proc):
+    """SIGKILL to the run this test started: its process group and its workers (by pid, never by name)."""
+    workers = descendants(proc.pid)
+    try:
+        os.killpg(proc.pid, signal.SIGKILL)
+    except ProcessLookupError:
+        pass
+    for pid in workers:
+        try:
+            os.kill(pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+    proc.wait()
+
+
+def test_h_rollback_overrides_a_live_rollout_and_says_whose(sandbox):
+    proc = start_canary()
+    try:
         assert sandbox.shares()['ultra_fast'] > 0
-        # A second run fails fast, naming the holder.
-        second = playbook('rollback.yml')
-        assert second.returncode != 0 and 'is held by run' in second.stdout and 'phase canary' in second.stdout
+        started = time.time()
+        run = playbook('rollback.yml', *ev(rollback_reason='drill h: emergency during a live canary'))
+        assert run.returncode == 0, run.stdout[-4000:]
+        assert sandbox.shares() == {'original': 1.0, 'ultra_fast': 0.0}
+        rollback = read_report()['rollback']
+        overrode = rollback['overrode']
+        assert len(overrode) == 1 and overrode[0]['phase'] == 'canary', rollback['lock_taken_over']
+        assert overrode[0]['holder_state'] == 'live'
+        assert 'took over the rollout lock of run' in run.stdout
+        # Traffic first: the revert is the rollback's first step, long before it completes.
+        assert rollback['durations']['trip_to_shares_reverted_s'] < 5, rollback['durations']
+        assert time.time() - started < PLAY_TIMEOUT
     finally:
-        os.killpg(proc.pid, signal.SIGKILL)  # like a CI job killed: the playbook and its workers
-        proc.wait()
-    stale = playbook('rollback.yml')
-    assert stale.returncode != 0 and 'STALE' in stale.stdout, stale.stdout[-3000:]
-    assert sandbox.shares()['ultra_fast'] > 0  # refused: nothing changed
-    broken = playbook('rollback.yml', *ev(rollout_break_lock=True, rollback_reason='drill g'))
-    assert broken.returncode == 0, broken.stdout[-4000:]
+        kill_group(proc)
+
+
+def test_i_failed_rollback_step_pages_and_fails(sandbox):
+    since = time.time()
+    run = playbook('rollback.yml', *ev(rollback_reason='drill i', rollback_lb_frontend_url='http://127.0.0.1:9'))
+    assert run.returncode != 0
+    assert 'ROLLBACK FAILED at step "Verify the baseline pool serves without errors' in run.stdout, run.stdout[-3000:]
+    pages = [e for e in notifications(since) if e['event'] == 'rollback_failed']
+    assert pages and pages[0]['level'] == 'critical', notifications(since)
+    assert 'Verify the baseline pool' in pages[0]['details']['step'] and pages[0]['details']['error']
+    rollback = read_report()['rollback']
+    assert rollback['status'] == 'failed' and rollback['paged'] is True
+    assert rollback['failed_step'].startswith('Verify the baseline pool') and rollback['traffic_reverted'] is True
+    assert sandbox.shares() == {'original': 1.0, 'ultra_fast': 0.0}  # the traffic went first, and stays
+
+
+def prometheus_pid():
+    for pidfile in (os.path.join(STATE, 'monitoring', 'run', 'prometheus.pid'),
+                    os.path.join(STATE, 'monitoring', 'prometheus.pid')):
+        pid = pid_alive(pidfile, 'prometheus')
+        if pid:
+            return pid
+    pytest.fail('cannot find the sandbox Prometheus by its pidfile')
+
+
+def test_j_hung_prometheus_rolls_back_within_the_bound(sandbox):
+    """SIGSTOP: Prometheus accepts connections and never answers. (inconclusive_limit + 1) intervals + 1 timeout."""
+    with open(os.path.join(ROOT, 'playbooks', 'group_vars', 'all', 'rollout_spec.yml'), encoding='utf-8') as handle:
+        defaults = yaml.safe_load(handle)['rollout_spec_defaults']['phases']['canary']
+    spec = dict(defaults, **inventory('analyzer-original-1')['rollout_spec_overrides']['phases']['canary'])
+    spec['interval_seconds'] = float(spec['interval'].rstrip('s'))  # the sandbox gives seconds ("5s")
+    interval, limit, timeout = spec['interval_seconds'], spec['inconclusive_limit'], 10.0
+    bound = (limit + 1) * interval + timeout
+    since = time.time()
+    proc = subprocess.Popen([os.path.join(BIN, 'ansible-playbook'), 'playbooks/canary.yml'], cwd=ROOT, env=ENV,
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True)
+    pid = None
+    try:
+        wait_for(baking_since(since), 900, 'the canary bake to start')
+        wait_for(lambda: read_report()['canary'].get('samples'), 120, 'a first sample')
+        assert sandbox.shares()['ultra_fast'] > 0
+        pid = prometheus_pid()
+        os.kill(pid, signal.SIGSTOP)
+        stopped = time.time()
+        while sandbox.shares()['ultra_fast'] > 0 and time.time() - stopped < 4 * bound:
+            time.sleep(0.5)
+        reverted_after = time.time() - stopped
+        os.kill(pid, signal.SIGCONT)
+        pid = None
+        output = proc.communicate(timeout=PLAY_TIMEOUT)[0]
+    finally:
+        if pid:
+            os.kill(pid, signal.SIGCONT)
+        if proc.poll() is None:
+            kill_group(proc)
+    print('hung Prometheus: traffic reverted %.1f s after SIGSTOP (bound %.0f s)' % (reverted_after, bound))
+    assert reverted_after <= bound + 3, (reverted_after, bound)  # 3 s: the revert call and a loaded machine
+    assert proc.returncode != 0
+    canary = read_report()['canary']
+    assert canary['verdict']['result'] == 'inconclusive', canary['verdict']
+    assert 'timeout' in ' '.join(canary['verdict']['reasons']), canary['verdict']
+    assert 'traffic reverted by the gate' in output
+
+
+# -- The controller dies; the rollout guard on the load balancer host (issue 14) -----------------------------
+
+GUARD_PIDFILE = os.path.join(STATE, 'loadbalancer', 'run', 'guard.pid')
+INTERVAL = 5.0  # the sandbox canary's sample interval
+
+
+def guard_url():
+    return inventory('lb-1')['rollout_guard_url']
+
+
+def guard_state(sandbox):
+    req = urllib.request.Request(guard_url() + '/state', headers={'Authorization': 'Bearer ' + sandbox.token})
+    with urllib.request.urlopen(req, timeout=10) as resp:
+        return json.load(resp)
+
+
+def wait_reverted(sandbox, since, bound):
+    """Seconds from ``since`` until the load balancer sends nothing to ultra_fast (fails past 2 x bound)."""
+    while sandbox.shares()['ultra_fast'] > 0:
+        if time.time() - since > 2 * bound:
+            pytest.fail('traffic not reverted %.0f s after the controller died (bound %.0f s)' % (2 * bound, bound))
+        time.sleep(0.25)
+    return time.time() - since
+
+
+def lease_of_running_canary():
+    wait_for(lambda: 'guard' in read_report().get('canary', {}), 60, 'the canary to arm the guard')
+    return read_report()['canary']['guard']
+
+
+def assert_guard_completed(sandbox, run, phase='canary'):
+    assert run.returncode == 0, run.stdout[-4000:]
     assert sandbox.shares() == {'original': 1.0, 'ultra_fast': 0.0}
     assert not sandbox.ultra_fast_running()
     rollback = read_report()['rollback']
-    assert rollback['reason'] == 'drill g' and rollback['lock_broken'][0]['phase'] == 'canary'
+    assert rollback['trigger'] == 'guard' and rollback['phase'] == phase, rollback
+    assert rollback['guard']['phase'] == phase and rollback['logs_archived']
+    assert 0 <= rollback['durations']['trip_to_shares_reverted_s'] <= rollback['durations']['trip_to_complete_s']
+    assert guard_state(sandbox)['last_revert']['reconciled'] is True
+    return rollback
+
+
+def test_k1_whole_run_killed_guard_reverts_next_rollback_completes_without_flags(sandbox):
+    """kill -9 of the playbook and its workers mid-bake (healthy candidate) -> reverted within lease + interval."""
+    proc = start_canary()
+    try:
+        guard = lease_of_running_canary()
+        assert sandbox.shares()['ultra_fast'] > 0
+        # A second phase run still fails fast, naming the holder and the flagless way out.
+        second = playbook('canary.yml')
+        assert second.returncode != 0 and 'is held by run' in second.stdout and 'phase canary' in second.stdout
+        assert 'rollback.yml' in second.stdout
+    finally:
+        killed = time.time()
+        kill_group(proc)
+    bound = guard['lease_seconds'] + INTERVAL
+    took = wait_reverted(sandbox, killed, bound)
+    print('whole run killed: traffic reverted by the guard %.1f s after the kill (bound %.0f s)' % (took, bound))
+    assert took <= bound + 1, (took, bound)
+    last = guard_state(sandbox)['last_revert']
+    assert last['reason'] == 'lease_expired' and last['generation'] == guard['generation'] and not last['reconciled']
+    since = time.time()
+    run = playbook('rollback.yml')  # no flags
+    rollback = assert_guard_completed(sandbox, run)
+    taken = rollback['lock_taken_over']
+    assert len(taken) == 1 and taken[0]['phase'] == 'canary' and taken[0]['holder_state'] == 'stale', taken
+    assert any(e['event'] == 'rollback' for e in notifications(since))
+
+
+def test_k2_orphaned_worker_cannot_move_the_traffic_again(sandbox):
+    """kill -9 of ansible-playbook alone: its detached worker stops renewing, the guard reverts, fenced off."""
+    proc = start_canary()
+    guard = lease_of_running_canary()
+    workers = descendants(proc.pid)
+    assert workers, 'no worker under the playbook'
+    killed = time.time()
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+    try:
+        bound = guard['lease_seconds'] + INTERVAL
+        took = wait_reverted(sandbox, killed, bound)
+        print('orphaned worker: traffic reverted by the guard %.1f s after the kill (bound %.0f s)' % (took, bound))
+        assert took <= bound + 1, (took, bound)
+        wait_for(lambda: not any(alive(pid) for pid in workers), 2 * INTERVAL + 10, 'the orphaned worker to stop')
+        # What the orphan would send now is refused by the weights API: its generation is fenced off.
+        body = json.dumps({'original': 0.99, 'ultra_fast': 0.01}).encode()
+        req = urllib.request.Request(sandbox.api + '/config/traffic-weights', data=body, method='POST', headers={
+            'Authorization': 'Bearer ' + sandbox.token, 'X-Rollout-Generation': str(guard['generation'])})
+        with pytest.raises(urllib.error.HTTPError) as refused:
+            urllib.request.urlopen(req, timeout=10)
+        assert refused.value.code == 409 and 'fenced' in refused.value.read().decode()
+        assert sandbox.shares() == {'original': 1.0, 'ultra_fast': 0.0}
+    finally:
+        for pid in workers:
+            if alive(pid):
+                os.kill(pid, signal.SIGKILL)
+    run = playbook('preflight.yml')  # the next run of anything reconciles first
+    assert_guard_completed(sandbox, run)
+
+
+def test_k3_faulty_candidate_run_killed_guard_reverts(sandbox):
+    proc = start_canary('-e', 'analyzer_fault_error_rate=0.05')
+    try:
+        guard = lease_of_running_canary()
+    finally:
+        killed = time.time()
+        kill_group(proc)
+    bound = guard['lease_seconds'] + INTERVAL
+    took = wait_reverted(sandbox, killed, bound)
+    print('faulty candidate, run killed: reverted %.1f s after the kill (bound %.0f s), by %s'
+          % (took, bound, guard_state(sandbox)['last_revert']['reason']))
+    assert took <= bound + 1, (took, bound)
+    assert guard_state(sandbox)['last_revert']['reason'] in ('alert', 'lease_expired')
+    assert_guard_completed(sandbox, playbook('rollback.yml'))
+
+
+def test_k4_alert_fires_while_the_gates_are_blind_guard_reverts(sandbox):
+    """The controller's Prometheus queries fail (HTTP 404); Alertmanager's CanaryGateErrorRate reaches the guard."""
+    overrides = inventory('analyzer-original-1')['rollout_spec_overrides']
+    overrides['phases']['canary']['inconclusive_limit'] = 8  # the blind gate alone would take 45 s to give up
+    since = time.time()
+    run = playbook('canary.yml', *ev(analyzer_fault_error_rate=0.05, rollout_spec_overrides=overrides,
+                                     phase_prometheus_url='http://127.0.0.1:19090/not-prometheus'))
+    assert run.returncode != 0
+    last = guard_state(sandbox)['last_revert']
+    assert last['epoch'] > since, run.stdout[-5000:]
+    # 5% of 5xx trips both the analyzer's error rate and the 5xx share HAProxy sees: either alert is the trigger.
+    assert last['reason'] == 'alert' and last['detail']['alert'] in ('CanaryGateErrorRate', 'CanaryGateUserErrorRate'), last
+    assert last['detail']['alert'] in read_report()['canary']['guard']['alerts']
+    assert last['epoch'] > since and last['reconciled'] is True  # the phase's own rollback completed it
+    canary = read_report()['canary']
+    assert any('fenced' in reason for reason in canary['verdict']['reasons']), canary['verdict']
+    assert sandbox.shares() == {'original': 1.0, 'ultra_fast': 0.0} and not sandbox.ultra_fast_running()
+    print('alert -> guard revert %.1f s after the canary phase started (deploy included)'
+          % (last['epoch'] - canary['phase_started_epoch']))
+
+
+def test_k5_guard_down_phase_refuses_before_moving_traffic(sandbox):
+    pid = pid_alive(GUARD_PIDFILE, 'rollout_guard')
+    assert pid, 'cannot find the sandbox guard by its pidfile'
+    before = open(REPORT).read()
+    os.kill(pid, signal.SIGTERM)
+    wait_for(lambda: not alive(pid), 20, 'the guard to stop')
+    try:
+        run = playbook('canary.yml')
+        assert run.returncode != 0
+        assert 'cannot reach the rollout guard' in run.stdout, run.stdout[-3000:]
+        assert sandbox.shares() == {'original': 1.0, 'ultra_fast': 0.0}
+        assert not sandbox.ultra_fast_running()
+        assert open(REPORT).read() == before
+    finally:
+        restored = playbook('provision.yml', '--limit', 'loadbalancers')
+        assert restored.returncode == 0, restored.stdout[-3000:]
+
+
+def test_k6_guard_restarted_while_armed_comes_back_armed(sandbox):
+    """The LB host's guard dies mid-bake and comes back (its unit/daemon restarts it): armed from its state."""
+    since = time.time()
+    proc = subprocess.Popen([os.path.join(BIN, 'ansible-playbook'), 'playbooks/canary.yml', '-e',
+                             'phase_guard_lease_margin=60'], cwd=ROOT, env=ENV, stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT, text=True, start_new_session=True)
+    try:
+        wait_for(baking_since(since), 900, 'the canary bake to start')
+        guard = lease_of_running_canary()
+        pid = pid_alive(GUARD_PIDFILE, 'rollout_guard')
+        os.kill(pid, signal.SIGKILL)
+        restarted = playbook('provision.yml', '--limit', 'loadbalancers', '--tags', 'loadbalancer_service')
+        assert restarted.returncode == 0, restarted.stdout[-3000:]
+        state = guard_state(sandbox)
+        output = proc.communicate(timeout=PLAY_TIMEOUT)[0]
+    finally:
+        if proc.poll() is None:
+            kill_group(proc)
+    assert state['armed'] and state['armed']['generation'] == guard['generation'], state
+    assert proc.returncode == 0, output[-4000:]  # the canary passed and disarmed the guard it armed
+    final = guard_state(sandbox)
+    assert final['armed'] is None and (final['last_revert'] or {}).get('generation') != guard['generation']
+    playbook('rollback.yml', *ev(rollback_reason='drill k6 cleanup'))

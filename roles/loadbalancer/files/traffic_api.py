@@ -9,6 +9,11 @@
     GET  /metrics                  JSON: requests, errorRate, latency {p50,p99,p999} (ms), per pool, weights
     GET  /healthz                  200 when HAProxy's admin socket answers (no token needed)
 
+Fencing (with --guard-state, the rollout guard's state file on this host): a POST carrying
+``X-Rollout-Generation: N`` is refused (409, nothing changed) when N is below the guard's fence, i.e. when
+the phase that armed generation N was superseded or rolled back (an orphaned worker, a second controller).
+A POST without the header (an operator's curl, a rollback) is not fenced.
+
 Every endpoint but /healthz requires ``Authorization: Bearer <token>``. The token is
 read from the environment variable LB_API_TOKEN or from --token-file, never argv.
 
@@ -45,10 +50,11 @@ from urllib.parse import parse_qs, urlsplit
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 try:  # on the LB host: the role copies the module_utils next to this file
+    import guard_state  # type: ignore[import-not-found]
     import haproxy  # type: ignore[import-not-found]
     import traffic  # type: ignore[import-not-found]
 except ImportError:  # in a checkout of the collection
-    from ansible_collections.cohort.rollout.plugins.module_utils import haproxy, traffic
+    from ansible_collections.cohort.rollout.plugins.module_utils import guard_state, haproxy, traffic
 
 MAX_BODY = 64 * 1024
 MAX_SAMPLES = 200000
@@ -176,10 +182,18 @@ class Api:
         weights = self.client.get_weights(self.args.backend)
         return {'backend': self.args.backend, 'weights': dict(sorted(weights.items())), 'shares': traffic.shares_of(weights)}
 
-    def set_weights(self, shares, check):
+    def set_weights(self, shares, check, generation=None):
         with self.apply_lock:
-            return traffic.apply_shares(self.client, self.args.backend, shares, check_mode=check,
-                                        state_file=self.args.state_file, pools=self.args.pools)
+            if not self.args.guard_state:
+                return self._apply(shares, check)
+            # The fence check and the change are atomic with respect to the guard's own revert.
+            with guard_state.locked(self.args.guard_state):
+                guard_state.check_generation(guard_state.load(self.args.guard_state), generation)
+                return self._apply(shares, check)
+
+    def _apply(self, shares, check):
+        return traffic.apply_shares(self.client, self.args.backend, shares, check_mode=check,
+                                    state_file=self.args.state_file, pools=self.args.pools)
 
     def metrics(self):
         seconds, delta, totals = self.counters.window_totals()
@@ -276,7 +290,19 @@ class Handler(BaseHTTPRequestHandler):
             return
         check = query.get('check', ['false'])[0].lower() in ('1', 'true', 'yes')
         try:
-            result = self.api.set_weights(shares, check)
+            generation = guard_state.parse_generation(self.headers.get('X-Rollout-Generation'))
+        except ValueError as exc:
+            self.reply(400, {'error': 'X-Rollout-Generation: %s' % exc})
+            return
+        try:
+            result = self.api.set_weights(shares, check, generation)
+        except guard_state.Fenced as exc:
+            sys.stderr.write('traffic_api: refused, fenced: %s\n' % exc)
+            self.reply(409, {'error': str(exc), 'fenced': True})
+            return
+        except guard_state.GuardStateError as exc:
+            self.reply(503, {'error': str(exc)})
+            return
         except traffic.TrafficError as exc:
             self.reply(400, {'error': str(exc)})
             return
@@ -359,6 +385,7 @@ def main(argv=None):
     srv.add_argument('--sample-interval', type=float, default=5.0)
     srv.add_argument('--timeout', type=float, default=10.0)
     srv.add_argument('--token-file', help='file holding the bearer token (else LB_API_TOKEN)')
+    srv.add_argument('--guard-state', help="the rollout guard's state file: refuse fenced generations")
     save = sub.add_parser('save-state', help="write HAProxy's server state file")
     save.add_argument('--socket', required=True)
     save.add_argument('--state-file', required=True)

@@ -1,6 +1,5 @@
 """Unit tests of the rollout spec filters: merge, validation with paths, gate checks, rules, dashboard."""
 import copy
-import math
 import os
 
 import pytest
@@ -186,12 +185,16 @@ def test_gate_checks_shape_and_queries():
     assert by_name['user_error_rate']['op'] == 'le'
 
 
-def test_sustain_becomes_failure_limit():
+def test_sustain_is_a_window_of_consecutive_samples_not_a_count():
+    """docs/rollout-spec.md: "rollback only if sustained > 1 h" is the alert's for:, consecutive samples."""
     runbook = {c['name']: c for c in rollout.gate_checks(spec(), 'rollout')}
-    assert runbook['error_rate']['failure_limit'] == 12          # 1h sustain / 5m samples
-    assert runbook['cache_hit_rate']['failure_limit'] == 0
+    assert runbook['error_rate']['sustain'] == 3600 and runbook['error_rate']['failure_limit'] == 0
+    assert 'sustain' not in runbook['cache_hit_rate'] and runbook['cache_hit_rate']['failure_limit'] == 0
     sandbox = {c['name']: c for c in rollout.gate_checks(spec(SANDBOX), 'rollout')}
-    assert sandbox['error_rate']['failure_limit'] == math.ceil(15 / 5)
+    assert sandbox['error_rate']['sustain'] == 15
+    # The alert's for: is the same window.
+    alert = [r for r in prometheus_rules.alert_rules(spec()) if r['alert'] == 'RolloutGateErrorRate'][0]
+    assert alert['for'] == '1h'
 
 
 def test_gate_checks_details_and_unknown_phase():
@@ -383,3 +386,15 @@ def test_judge_follows_the_variant_label():
 ])
 def test_bad_judge_is_a_clear_error_naming_the_path(overrides, needle):
     assert needle in error_of(overrides)
+
+
+def test_guard_alerts_are_the_rendered_rollback_alerts_of_the_phase():
+    s = spec()
+    names = set(r['alert'] for r in prometheus_rules.alert_rules(s))
+    canary = rollout.guard_alerts(s, 'canary')
+    assert canary == ['CanaryGateErrorRate', 'CanaryGateLatencyP99Ms', 'CanaryGateMemoryBytes', 'CanaryGateUserErrorRate']
+    assert set(canary) <= names
+    # The rollout's error rate is "investigate": not a trigger of the guard.
+    assert 'RolloutGateErrorRate' not in rollout.guard_alerts(s, 'rollout')
+    with pytest.raises(SpecError, match='unknown phase'):
+        rollout.guard_alerts(s, 'bogus')

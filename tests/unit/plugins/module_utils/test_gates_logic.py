@@ -340,3 +340,56 @@ def test_rehearse_check_counts():
 def test_ensure_json_safe():
     assert gates.ensure_json_safe({'a': [NAN, 1.0, {'b': -INF}]}) == {'a': [None, 1.0, {'b': None}]}
     assert not math.isnan(gates.ensure_json_safe(2.0))
+
+
+# -- sustain: consecutive failing samples covering the window (the alert's for:) ------------------
+
+
+def sustain_spec(**over):
+    check = dict(name='error_rate', query='err', op='lt', threshold=0.001, sustain='1h')
+    params = dict(interval=300, duration=7 * 86400, checks=[check])
+    params.update(over)
+    return spec(**params)
+
+
+def test_sustain_isolated_blips_over_a_week_never_trip():
+    """13 separate 5-minute blips over the bake: the old count rule rolled back; a sustain window does not."""
+    s = sustain_spec(duration=14 * 3600)
+    blips = [0.01, 0.0001, 0.0001] * 13   # one failing sample, then two good ones, 13 times
+    result = result_of(s, scripted({'error_rate': blips + [0.0001]}))
+    assert result['verdict'] == 'passed', result['reasons']
+    assert result['checks']['error_rate']['failures'] == 13
+    assert result['checks']['error_rate']['longest_failing_run'] == 1
+
+
+def test_sustain_trips_when_failing_samples_in_a_row_cover_the_window():
+    s = sustain_spec(duration=4 * 3600)
+    assert s['checks'][0]['sustain_samples'] == 12
+    # 12 in a row (55 minutes from the first to the last) is not yet an hour: no trip; a pass resets.
+    values = [0.01] * 12 + [0.0001] + [0.01] * 13 + [0.0001] * 40
+    result = result_of(s, scripted({'error_rate': values}))
+    assert result['verdict'] == 'failed'
+    assert len(result['samples']) == 12 + 1 + 13   # tripped at the 13th failing sample in a row: 60 minutes
+    assert '13 failing samples in a row cover the sustain window 1h' in result['reasons'][0]
+
+
+def test_sustain_run_is_broken_by_an_inconclusive_sample_like_an_alert_for():
+    s = sustain_spec(duration=4 * 3600, inconclusive_limit=5)
+    values = [0.01] * 12 + [None] + [0.01] * 12 + [0.0001] * 30
+    result = result_of(s, scripted({'error_rate': values}))
+    assert result['verdict'] == 'passed', result['reasons']
+
+
+def test_sustain_and_failure_limit_together_are_refused():
+    with pytest.raises(gates.GateSpecError, match='either sustain'):
+        spec(checks=[dict(name='e', query='q', op='lt', threshold=1, sustain='1h', failure_limit=3)])
+    with pytest.raises(gates.GateSpecError, match='sustain'):
+        spec(checks=[dict(name='e', query='q', op='lt', threshold=1, sustain='soon')])
+
+
+def test_rehearsal_uses_the_same_sustain_rule():
+    check = sustain_spec()['checks'][0]
+    points = [(1800000000 + 300 * i, 0.01 if i % 2 else 0.0001, '') for i in range(40)]
+    assert gates.rehearse_check(check, points)['would'] == 'passed'
+    points = [(1800000000 + 300 * i, 0.01, '') for i in range(13)]
+    assert gates.rehearse_check(check, points)['would'] == 'failed'

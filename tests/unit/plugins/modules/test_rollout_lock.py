@@ -128,3 +128,39 @@ def test_liveness_of_a_holder_on_this_controller():
         proc.kill()
         proc.wait()
     assert lock_action.holder_alive(me, host='ctl') is False
+
+
+def test_same_run_retaking_refreshes_expiry_and_phase(tmp_path, capsys):
+    """deploy.yml carries its lock into the next phase: the expiry follows (docs: the lock never looks STALE)."""
+    path = str(tmp_path / 'rollout.lock')
+    run(dict(path=path, holder=holder('a'), ttl=60), capsys)
+    doc = json.load(open(path))
+    doc['expires_epoch'] = time.time() - 1  # the canary outlived its TTL estimate
+    with open(path, 'w') as handle:
+        json.dump(doc, handle)
+    again = run(dict(path=path, holder=holder('a', phase='ramp'), ttl=600), capsys)
+    assert again['acquired'] and again['refreshed'] and not again['changed']
+    now = json.load(open(path))
+    assert now['phase'] == 'ramp' and now['expires_epoch'] > time.time() + 590
+    assert now['acquired_at'] == doc['acquired_at']  # the same lock, kept
+    # Another run now finds it live, not stale.
+    other = run(dict(path=path, holder=holder('b')), capsys)
+    assert other['failed'] and other['stale'] is False and other['expired'] is False
+
+
+def test_refused_lock_points_to_rollback_without_flags(tmp_path, capsys):
+    path = str(tmp_path / 'rollout.lock')
+    run(dict(path=path, holder=holder('a')), capsys)
+    other = run(dict(path=path, holder=holder('b')), capsys)
+    assert 'rollback.yml' in other['msg'] and 'no flags needed' in other['msg']
+
+
+@pytest.mark.parametrize('result, state', [
+    (dict(broken=holder('a'), stale=True, expired=True), 'stale'),
+    (dict(broken=holder('a'), stale=False, expired=False, broken_holder_alive=False), 'stale'),
+    (dict(broken=holder('a'), stale=False, expired=False, broken_holder_alive=True), 'live'),
+    (dict(broken=holder('a'), stale=False, expired=False, broken_holder_alive=None), 'unknown'),
+])
+def test_taken_over_says_whose_lock_and_what_was_known(result, state):
+    doc = lock_action.taken_over(result)
+    assert doc['id'] == 'ctl:a:1' and doc['phase'] == 'canary' and doc['holder_state'] == state

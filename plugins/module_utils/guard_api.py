@@ -1,0 +1,77 @@
+# -*- coding: utf-8 -*-
+# Copyright: cohort.rollout contributors
+# GNU General Public License v3.0+ (see COPYING or https://www.gnu.org/licenses/gpl-3.0.txt)
+"""Client of the rollout guard on a load balancer host (roles/loadbalancer/files/rollout_guard.py).
+
+One definition, used by the ``rollout_guard`` module (arm, disarm, fence, query, reconciled) and by the
+``metric_gate`` action plugin, which renews the lease at every sample.
+"""
+
+from __future__ import annotations
+
+import json
+
+from ansible.module_utils.six.moves.urllib.error import HTTPError, URLError
+from ansible.module_utils.urls import open_url
+
+
+class GuardError(RuntimeError):
+    """The guard could not be reached or answered something that is not its JSON."""
+
+
+class GuardRefused(ValueError):
+    """The guard refused the request (nothing changed). ``status`` 409 with ``fenced`` means superseded."""
+
+    def __init__(self, status, message):
+        super().__init__(message)
+        self.status = status
+        self.message = message
+
+    @property
+    def fenced(self):
+        return self.status == 409 and 'fenced' in self.message
+
+
+def call(url, path, body=None, token=None, validate_certs=True, timeout=5.0):
+    """POST ``body`` (or GET when None) to ``url + path``; the guard's JSON answer."""
+    full = url.rstrip('/') + path
+    headers = {'Accept': 'application/json'}
+    data = None
+    if body is not None:
+        headers['Content-Type'] = 'application/json'
+        data = json.dumps(body)
+    if token:
+        headers['Authorization'] = 'Bearer ' + token
+    try:
+        resp = open_url(full, data=data, headers=headers, method='POST' if body is not None else 'GET',
+                        validate_certs=validate_certs, timeout=timeout)
+        raw = resp.read()
+    except HTTPError as exc:
+        detail = exc.read().decode('utf-8', 'replace')
+        try:
+            detail = json.loads(detail).get('error', detail)
+        except (ValueError, AttributeError):
+            pass
+        raise GuardRefused(exc.code, 'guard %s answered %s: %s' % (full, exc.code, detail)) from exc
+    except (URLError, OSError) as exc:
+        raise GuardError('cannot reach the rollout guard at %s: %s' % (full, exc)) from exc
+    try:
+        answer = json.loads(raw)
+    except ValueError as exc:
+        raise GuardError('the guard at %s returned something other than JSON: %r' % (full, raw[:200])) from exc
+    if not isinstance(answer, dict):
+        raise GuardError('the guard at %s returned %r, not a JSON object' % (full, answer))
+    return answer
+
+
+def renew(url, generation, token=None, lease_seconds=None, validate_certs=True, timeout=5.0):
+    body = {'generation': int(generation)}
+    if lease_seconds:
+        body['lease_seconds'] = float(lease_seconds)
+    return call(url, '/renew', body, token=token, validate_certs=validate_certs, timeout=timeout)
+
+
+def unreconciled(state):
+    """The guard's last revert when the controller has not completed its rollback yet, else None."""
+    last = state.get('last_revert') if isinstance(state, dict) else None
+    return last if last and not last.get('reconciled') else None
