@@ -11,7 +11,7 @@ runbook's gauges that gates, the judge and the dashboard read.
 from __future__ import annotations
 
 from ansible_collections.cohort.rollout.plugins.module_utils.rollout_spec import (
-    PROMQL_OP, VIOLATION_OP, camel, ensure_valid, format_number, gate_failure_limit, gate_query, selector,
+    PROMQL_OP, VIOLATION_OP, SpecError, camel, ensure_valid, format_number, gate_failure_limit, gate_query, selector,
     threshold_text,
 )
 from ansible_collections.cohort.rollout.plugins.module_utils.durations import prometheus_duration
