@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import datetime
 import math
+import re
 
 STATUS_ARGUMENT_SPEC = dict(
     report_path=dict(type='path', required=True),
@@ -115,8 +116,10 @@ def candidate_view(probes):
         elif not probe:
             state, detail = 'unknown', 'no probe result'
         else:
+            msg = probe.get('msg') or ''
+            found = re.search(r'<urlopen error (.*)>', msg)
             state, detail = 'stopped', 'nothing answers at %s (%s)' % (probe.get('url') or '?',
-                                                                   (probe.get('msg') or '').split('>')[-1].strip())
+                                                                   found.group(1) if found else msg[:200])
         out.append(dict(host=host, state=state, detail=detail.strip(), url=probe.get('url')))
     return out
 
@@ -194,9 +197,10 @@ def build_status(report, report_problems, shares, locks, candidates, baseline, c
     # The headline: what a person wants first.
     last_start = max([_epoch(p['started_at']) or 0 for p in phase_list] or [0])
     if rollback and (_epoch(rollback.get('started_at')) or 0) >= last_start and rollback.get('status'):
+        reason = str(rollback.get('reason') or '')
         headline = 'ROLLED BACK (%s, %s) at %s: %s' % (rollback.get('trigger'), rollback.get('phase') or 'no phase',
                                                      rollback.get('ended_at') or rollback.get('started_at'),
-                                                     rollback.get('reason'))
+                                                     reason if len(reason) <= 90 else reason[:87] + '...')
     elif running:
         phase = running[0]
         headline = 'phase %s RUNNING: sample %s of %s' % (phase['phase'], phase['samples'],

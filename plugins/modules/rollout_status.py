@@ -11,7 +11,7 @@ short_description: Show the rollout's state on one screen (controller side, chan
 version_added: "0.1.0"
 description:
   - Gathers what C(playbooks/status.yml) shows and prints it as one screen of text, or as JSON with
-    O(format=json): the shares as the load balancer reports them (C(GET /config/traffic-weights) of the weights
+    O(format=json). It shows the shares as the load balancer reports them (C(GET /config/traffic-weights) of the weights
     API), who holds the rollout lock (O(locks), the C(cohort.rollout.rollout_lock) C(state=query) results of each
     load balancer host), whether the candidate analyzer runs (O(candidates), each candidate host's own probe of its
     C(/readyz)), the state of each phase and the latest sample of each gate (the report), the rollback, and

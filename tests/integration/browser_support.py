@@ -3,7 +3,7 @@
     with Browser() as browser:
         page = browser.open('file:///.../report.html')   # waits for the load event
         page.evaluate('document.title')                  # the rendered DOM, through JavaScript
-        page.screenshot('/path/shot.png')                # full page PNG
+        page.screenshot('/path/shot.png')                # full page PNG (full=False: the first screen)
         page.errors                                      # uncaught exceptions, console errors, failed loads
 
 Chromium listens on 127.0.0.1 only, on a port it picks itself (--remote-debugging-port=0, read
@@ -92,10 +92,12 @@ class Page(object):
             raise BrowserError('evaluate %r: %s' % (expression, answer['exceptionDetails']))
         return answer['result'].get('value')
 
-    def screenshot(self, path):
-        metrics = self.send('Page.getLayoutMetrics')
-        size = metrics.get('cssContentSize') or metrics['contentSize']
-        width, height = int(size['width']), min(int(size['height']), 12000)
+    def screenshot(self, path, full=True, width=1280, height=1500):
+        """A PNG of the whole page (``full``), or of its first ``width`` x ``height`` pixels."""
+        if full:
+            metrics = self.send('Page.getLayoutMetrics')
+            size = metrics.get('cssContentSize') or metrics['contentSize']
+            width, height = int(size['width']), min(int(size['height']), 12000)
         self.send('Emulation.setDeviceMetricsOverride', width=width, height=height, deviceScaleFactor=1, mobile=False)
         data = self.send('Page.captureScreenshot', format='png', captureBeyondViewport=True)['data']
         with open(path, 'wb') as handle:
