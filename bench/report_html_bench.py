@@ -87,7 +87,7 @@ def render_cost(directory, name, doc, runs):
     with open(path, 'w', encoding='utf-8') as handle:
         json.dump(doc, handle)
     times = []
-    for _ in range(runs):
+    for _run in range(runs):
         start = time.monotonic()
         subprocess.run([sys.executable, os.path.join(ROOT, 'plugins', 'module_utils', 'report_html.py'), path],
                        check=True, capture_output=True)

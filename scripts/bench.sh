@@ -11,9 +11,11 @@ run $py bench/analyzer_bench.py
 run $py bench/daemon_bench.py
 run $py bench/gate_bench.py
 run $py bench/cache_warm_bench.py
+run $py bench/report_html_bench.py
 scripts/load.sh start
 run $py bench/traffic_bench.py
 run bash bench/sandbox_load.sh
 run $py bench/rollback_bench.py
+run $py bench/status_bench.py
 scripts/load.sh stop
 exit $rc

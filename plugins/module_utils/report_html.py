@@ -178,8 +178,11 @@ def notifications_for(json_path, start, end, explicit=None):
     (Slack, a pager) keeps its own history: then the page says where it looked.
     """
     directory = os.path.dirname(os.path.abspath(json_path))
-    candidates = [explicit] if explicit else [os.path.join(directory, 'notifications.jsonl'),
-                                             os.path.join(os.path.dirname(directory), 'notifications.jsonl')]
+    if explicit:
+        candidates = [explicit]
+    else:
+        candidates = [os.path.join(directory, 'notifications.jsonl'),
+                      os.path.join(os.path.dirname(directory), 'notifications.jsonl')]
     for path in candidates:
         try:
             with open(path, 'r', encoding='utf-8') as handle:
@@ -340,10 +343,10 @@ class Charts(object):
         labels = [label for label, _v in items]
         values = [v for _l, v in items]
         bars = ax.barh(labels, values, color=COLOURS['revert'], hatch='//', edgecolor='#333333')
-        for index, bar in enumerate(bars):
-            bar.set_gid('%s-bar-%d' % (chart_id, index))
-        for bar, value in zip(bars, values):
-            ax.annotate('%.2f s' % value, xy=(bar.get_width(), bar.get_y() + bar.get_height() / 2), xytext=(3, 0),
+        for index, rect in enumerate(bars):
+            rect.set_gid('%s-bar-%d' % (chart_id, index))
+        for rect, value in zip(bars, values):
+            ax.annotate('%.2f s' % value, xy=(rect.get_width(), rect.get_y() + rect.get_height() / 2), xytext=(3, 0),
                         textcoords='offset points', va='center', fontsize=9)
         ax.invert_yaxis()
         ax.set_xlabel('seconds after the trip')
@@ -945,4 +948,4 @@ def main(argv=None):
 
 
 if __name__ == '__main__':
-    sys.exit(main())
+    raise SystemExit(main())

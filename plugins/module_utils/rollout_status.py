@@ -117,9 +117,9 @@ def candidate_view(probes):
             state, detail = 'unknown', 'no probe result'
         else:
             msg = probe.get('msg') or ''
-            found = re.search(r'<urlopen error (.*)>', msg)
-            state, detail = 'stopped', 'nothing answers at %s (%s)' % (probe.get('url') or '?',
-                                                                   found.group(1) if found else msg[:200])
+            found = re.search(r'<\w+ error (.*)>', msg)  # "Request failed: <... error [Errno 111] Connection refused>"
+            reason = found.group(1) if found else msg[:200]
+            state, detail = 'stopped', 'nothing answers at %s (%s)' % (probe.get('url') or '?', reason)
         out.append(dict(host=host, state=state, detail=detail.strip(), url=probe.get('url')))
     return out
 
@@ -198,9 +198,9 @@ def build_status(report, report_problems, shares, locks, candidates, baseline, c
     last_start = max([_epoch(p['started_at']) or 0 for p in phase_list] or [0])
     if rollback and (_epoch(rollback.get('started_at')) or 0) >= last_start and rollback.get('status'):
         reason = str(rollback.get('reason') or '')
-        headline = 'ROLLED BACK (%s, %s) at %s: %s' % (rollback.get('trigger'), rollback.get('phase') or 'no phase',
-                                                     rollback.get('ended_at') or rollback.get('started_at'),
-                                                     reason if len(reason) <= 90 else reason[:87] + '...')
+        headline = 'ROLLED BACK (%s, %s) at %s: %s' % (
+            rollback.get('trigger'), rollback.get('phase') or 'no phase',
+            rollback.get('ended_at') or rollback.get('started_at'), reason if len(reason) <= 90 else reason[:87] + '...')
     elif running:
         phase = running[0]
         headline = 'phase %s RUNNING: sample %s of %s' % (phase['phase'], phase['samples'],
@@ -242,8 +242,8 @@ def render_text(status):
     if not hosts:
         lines.append('candidate %s: no host in the inventory' % status['candidate']['pool'])
     for host in hosts:
-        lines.append('candidate %s on %s: %s, %s' % (status['candidate']['pool'], host['host'], host['state'].upper(),
-                                                    host['detail']))
+        lines.append('candidate %s on %s: %s, %s' % (
+            status['candidate']['pool'], host['host'], host['state'].upper(), host['detail']))
     if not status['report_readable']:
         lines.append('report %s: not readable' % status['report_path'])
     for phase in status['phases']:

@@ -18,7 +18,7 @@ description:
     whether the HTML report is current.
   - Says what needs a human, for example a phase C(running) in the report while no run holds the lock (a dead
     controller), a stale lock, or a share of traffic to a candidate that does not answer.
-  - Writes nothing but O(output), when given (in check mode too: it is output, not state).
+  - Writes nothing but O(output), when given, and that in check mode too (it is output, not state).
   - This is an action plugin; it runs on the controller whatever the task's host. The logic is in
     C(module_utils/rollout_status.py).
 author:

@@ -99,7 +99,7 @@ class Page(object):
             size = metrics.get('cssContentSize') or metrics['contentSize']
             width, height = int(size['width']), min(int(size['height']), 12000)
         self.send('Emulation.setDeviceMetricsOverride', width=width, height=height, deviceScaleFactor=1, mobile=False)
-        data = self.send('Page.captureScreenshot', format='png', captureBeyondViewport=True)['data']
+        data = self.send('Page.captureScreenshot', format='png', captureBeyondViewport=full)['data']
         with open(path, 'wb') as handle:
             handle.write(base64.b64decode(data))
         return path

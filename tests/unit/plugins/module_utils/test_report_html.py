@@ -131,8 +131,9 @@ def test_judge_is_shown_when_present_and_absence_is_fine(tmp_path):
                                                                 canary_median=5.2, p_value=0.4)))
     _ok, _msg, page = page_of(tmp_path, doc)
     assert 'canary: judgement against the baseline' in page and 'latency_p99' in page and '97.5' in page
-    doc['canary']['judge'] = [dict(at=iso(T0 + 10), score=60), dict(at=iso(T0 + 20), score=97, verdict='passed',
-                                                                      metrics=[dict(name='error_rate', classification='pass')])]
+    doc['canary']['judge'] = [
+        dict(at=iso(T0 + 10), score=60),
+        dict(at=iso(T0 + 20), score=97, verdict='passed', metrics=[dict(name='error_rate', classification='pass')])]
     _ok, _msg, page = page_of(tmp_path, doc)
     assert 'id="judge-canary"' in page and 'error_rate' in page
     doc['canary']['judge'] = 'garbage'

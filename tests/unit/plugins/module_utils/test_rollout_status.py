@@ -35,8 +35,8 @@ def running_report():
         samples=[sample(1, '2026-12-01T10:05:00Z', 0.001), sample(2, '2026-12-01T10:10:00Z', 0.003)]))
 
 
-def status(report, shares=SHARES, locks=None, probes=None, problems=None):
-    return st.build_status(report, problems or [], shares, st.lock_view(HELD if locks is None else locks),
+def status(report, shares=None, locks=None, probes=None, problems=None):
+    return st.build_status(report, problems or [], SHARES if shares is None else shares, st.lock_view(HELD if locks is None else locks),
                            st.candidate_view(UP if probes is None else probes), 'original', 'ultra_fast', PHASES,
                            '/s/report.json')
 
