@@ -8,12 +8,12 @@ atomically after every write of the report, so it is current during a bake and c
 after a rollback. Charts are drawn by matplotlib (SVG backend, text kept as text).
 
 Cost and safety (docs/performance.md "HTML report"): the report writer only *schedules*
-a render (``schedule``: one ``fork``/``exec`` of a detached Python, a few ms). The
-renderer takes ``<report>.html.lock`` without waiting; a second renderer that finds it
-held exits at once, and the holder renders again when the report changed meanwhile, so
-a burst of writes costs one or two renders, and a render never runs in the gate's
-process. After a render that took t seconds the renderer waits t seconds before the
-next one (at most half a core, a bounded rate during a bake). ``wait_current`` lets the
+a render (``schedule``): when a renderer holds ``<report>.html.lock`` it does nothing (that
+renderer sees the write), otherwise it starts one detached Python (``fork``/``exec``).
+The renderer takes the lock without waiting (one that finds it held exits at once) and
+renders again, still holding it, while the report keeps changing, waiting as long as the
+last render took between two renders (at most half a core: a bounded rate during a bake).
+A burst of writes costs one or two renders, and a render never runs in the gate's process. ``wait_current`` lets the
 phase boundaries (and scripts) wait, bounded, for a page that matches the report.
 Nothing here raises into the writer: failures go into the page itself or, when no page
 can be written, into ``<report>.html.err``.
@@ -823,7 +823,12 @@ def _stamp(path):
 
 
 def render_loop(json_path, notifications_path=None, max_seconds=RENDERER_TIMEOUT):
-    """Background renderer: render while the report keeps changing, one renderer at a time (see module doc)."""
+    """Background renderer: render while the report keeps changing, one renderer at a time (see module doc).
+
+    The lock is held while rendering and while waiting between renders, so that a writer that finds it
+    held starts no renderer (this one will see its write); the report is checked once more after the
+    lock is released, for a write made between the last check and the release.
+    """
     lock_path = html_path(json_path) + '.lock'
     deadline = time.monotonic() + max_seconds
     while True:
@@ -837,16 +842,34 @@ def render_loop(json_path, notifications_path=None, max_seconds=RENDERER_TIMEOUT
                 fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
             except OSError:
                 return  # the renderer holding it renders again after it sees this change
-            before = _stamp(json_path)
-            started = time.monotonic()
-            write_html(json_path, notifications_path)
-            took = time.monotonic() - started
+            while True:
+                before = _stamp(json_path)
+                started = time.monotonic()
+                write_html(json_path, notifications_path)
+                took = time.monotonic() - started
+                if _stamp(json_path) == before or time.monotonic() > deadline:
+                    break
+                # A bounded rate: as long a pause as the render took (at most half a core).
+                time.sleep(min(took, 10.0))
         finally:
             os.close(fd)
-        # Checked after the lock is released: a writer whose renderer found the lock held is seen here.
         if _stamp(json_path) == before or time.monotonic() > deadline:
             return
-        time.sleep(min(took, 10.0))
+
+
+def _renderer_busy(json_path):
+    """True when a renderer holds the page's lock (it will render this write too)."""
+    try:
+        fd = os.open(html_path(json_path) + '.lock', os.O_RDWR | os.O_CREAT, FILE_MODE)
+    except OSError:
+        return False
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:
+        return True
+    finally:
+        os.close(fd)
+    return False
 
 
 def enabled():
@@ -859,6 +882,8 @@ def schedule(json_path):
     if not enabled():
         return False
     try:
+        if _renderer_busy(json_path):
+            return True
         name = __name__
         if name.startswith('ansible_collections.'):
             root = os.path.abspath(__file__)

@@ -264,3 +264,18 @@ def test_wait_current_is_bounded_and_off_means_no_wait(tmp_path, monkeypatch):
     assert 0.4 < time.monotonic() - started < 5
     report_html.write_html(path)
     assert report_html.wait_current(path, timeout=0.5) is True
+
+
+def test_no_renderer_is_started_while_one_is_at_work(tmp_path, monkeypatch):
+    import fcntl
+    monkeypatch.setenv('COHORT_ROLLOUT_HTML', 'on')
+    started = []
+    monkeypatch.setattr(subprocess, 'Popen', lambda *args, **kwargs: started.append(args[0]))
+    path = str(tmp_path / 'report.json')
+    with open(report_html.html_path(path) + '.lock', 'w') as held:
+        fcntl.flock(held.fileno(), fcntl.LOCK_EX)  # a renderer at work: it will see the next write
+        report.update_phase(path, 'canary', dict(status='running'))
+        assert started == []
+        fcntl.flock(held.fileno(), fcntl.LOCK_UN)
+    report.update_phase(path, 'canary', dict(status='passed'))
+    assert len(started) == 1 and started[0][-2:] == ['--background', path]
