@@ -35,8 +35,8 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument('--runs', type=int, default=5)
     args = parser.parse_args()
-    text = [once()[0] for _ in range(args.runs)]
-    check = [once('--check')[0] for _ in range(args.runs)]
+    text = [once()[0] for _run in range(args.runs)]
+    check = [once('--check')[0] for _run in range(args.runs)]
     profiled = subprocess.run([os.path.join(BIN, 'ansible-playbook'), 'playbooks/status.yml'], cwd=ROOT,
                               env=dict(ENV, ANSIBLE_CALLBACKS_ENABLED='ansible.posix.profile_tasks'),
                               capture_output=True, text=True, check=False).stdout
