@@ -605,7 +605,7 @@ def _judge_section(page, name, judge):
 
 
 def render(json_path, doc, raw, problems, notifications_path=None, now=None):
-    """The whole page as text. ``doc`` None: only what could not be read."""
+    """(the whole page as text, what could not be read). ``doc`` None: a page of what could not be read."""
     now = time.time() if now is None else now
     charts = Charts()
     page = Page(json_path, charts)
@@ -635,7 +635,7 @@ def render(json_path, doc, raw, problems, notifications_path=None, now=None):
                     % ''.join('<li>%s</li>' % esc(p) for p in page.problems))
     if charts.error:
         head.append('<p class="problems" id="no-charts">%s</p>' % esc(charts.error))
-    return ''.join(head + body + ['</body></html>\n'])
+    return ''.join(head + body + ['</body></html>\n']), page.problems
 
 
 def _body(page, json_path, phases, rollback, others, notifications_path):
@@ -798,7 +798,7 @@ def write_html(json_path, notifications_path=None):
     started = time.monotonic()
     try:
         doc, raw, problems = read_source(json_path)
-        text = render(json_path, doc, raw, problems, notifications_path)
+        text, problems = render(json_path, doc, raw, problems, notifications_path)
         _write_atomic(out, text)
     except Exception as exc:  # pylint: disable=broad-except
         message = 'HTML report %s not written: %s: %s' % (out, type(exc).__name__, exc)
@@ -811,6 +811,9 @@ def write_html(json_path, notifications_path=None):
     took = time.monotonic() - started
     if doc is None:
         return False, 'HTML report %s written, but %s (%.2f s)' % (out, '; '.join(problems), took)
+    if problems:
+        return True, 'HTML report %s written in %.2f s; it could not show everything: %s' % (
+            out, took, '; '.join(problems))
     return True, 'HTML report %s written in %.2f s' % (out, took)
 
 
