@@ -12,9 +12,11 @@ run $py bench/daemon_bench.py
 run $py bench/gate_bench.py
 run $py bench/cache_warm_bench.py
 run $py bench/weight_math_bench.py --repeat 15
+run $py bench/report_html_bench.py
 scripts/load.sh start
 run $py bench/traffic_bench.py
 run bash bench/sandbox_load.sh
 run $py bench/rollback_bench.py
+run $py bench/status_bench.py
 scripts/load.sh stop
 exit $rc

@@ -10,10 +10,11 @@ sudo=""
 if [ "$(id -u)" -ne 0 ]; then sudo="sudo"; fi
 
 # Debian packages the project runs or tests with.
-# podman, runc and mmdebstrap run the test fleet (scripts/fleet.sh, docs/fleet.md).
+# podman, runc and mmdebstrap run the test fleet (scripts/fleet.sh, docs/fleet.md);
+# chromium (and a font) runs the HTML report's browser test (tests/integration/test_report_browser.py).
 debs=(haproxy redis-server redis-tools prometheus prometheus-alertmanager
       sqlite3 curl jq rsync python3-venv procps iproute2 shellcheck
-      podman runc mmdebstrap openssh-client)
+      podman runc mmdebstrap openssh-client chromium fonts-dejavu-core)
 missing=()
 for p in "${debs[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

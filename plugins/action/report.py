@@ -16,12 +16,16 @@ from ansible.errors import AnsibleActionFail
 from ansible.module_utils.common.arg_spec import ArgumentSpecValidator
 from ansible.plugins.action import ActionBase
 
-from ansible_collections.cohort.rollout.plugins.module_utils import phase_record
+from ansible_collections.cohort.rollout.plugins.module_utils import phase_record, report_html
 from ansible_collections.cohort.rollout.plugins.module_utils.report import (
     ReportError, read_report, update_phase,
 )
 
 ARGUMENT_SPEC = phase_record.REPORT_ARGUMENT_SPEC
+# At a phase's end (and the rollback's), wait this long at most for the HTML report to catch up, so that
+# the page is complete when the play ends (a CI or AWX job's container may stop right after).
+HTML_WAIT_SECONDS = 10.0
+TERMINAL = ('passed', 'failed', 'inconclusive', 'rolled_back')
 
 
 class ActionModule(ActionBase):
@@ -72,6 +76,7 @@ class ActionModule(ActionBase):
                 os.makedirs(os.path.dirname(target), mode=0o700, exist_ok=True)
                 os.rename(path, target)
                 result['archived_to'] = target
+                report_html.schedule(target)  # the archived report keeps its own page
             if not data and not result.get('archived_to'):
                 result.update(changed=False, phase_data=report.get(phase, {}))
                 return result
@@ -79,4 +84,8 @@ class ActionModule(ActionBase):
         except (ReportError, phase_record.RecordError, OSError) as exc:
             raise AnsibleActionFail('report: %s' % exc)
         result.update(changed=True, phase_data=doc.get(phase, {}), written=data, path=path)
+        if data.get('status') in TERMINAL:
+            # Bounded, never a failure: the page is a view of the report, the report is what counts.
+            result['html'] = dict(path=report_html.html_path(path),
+                                  current=report_html.wait_current(path, HTML_WAIT_SECONDS))
         return result

@@ -91,6 +91,16 @@ class ActionModule(ActionBase):
         module_args = dict(path=args['path'], state=args.get('state', 'present'), holder=holder,
                            ttl=int(args.get('ttl', 86400)), break_lock=bool(args.get('break_lock', False)))
         first = self._execute_module(module_name=MODULE, module_args=module_args, task_vars=task_vars)
+        if module_args['state'] == 'query':
+            found = first.get('holder')
+            if found and not first.get('failed') and found.get('id') != holder['id']:
+                alive = holder_alive(found)
+                first['holder_alive'] = alive
+                if alive is False and not first.get('stale'):
+                    first.update(stale=True, msg=first.get('msg', '') + ' (STALE: its holder process is gone)')
+            result.update(first)
+            result['me'] = holder
+            return result
         other = first.get('holder') if first.get('failed') and first.get('holder') else None
         if other and other.get('id') != holder['id']:
             alive = holder_alive(other)

@@ -12,6 +12,9 @@ writers (several gates, the phase role, the rollback) so no update is lost.
 Dicts merge recursively; any other value (lists included, e.g. ``samples``)
 replaces the old one. Values must be strict JSON: NaN and Infinity are refused
 so that ``jq`` can always read the report.
+
+Every write also schedules the HTML view of the report (``<report>.html``, module_utils/report_html.py)
+in a detached background process: the writer never waits for it and never fails because of it.
 """
 
 from __future__ import annotations
@@ -23,6 +26,8 @@ import fcntl
 import json
 import os
 import tempfile
+
+from ansible_collections.cohort.rollout.plugins.module_utils import report_html
 
 FILE_MODE = 0o600
 
@@ -133,8 +138,11 @@ def _write_atomic(path, doc):
         pass
 
 
-def update_report(path, update):
-    """Deep-merge ``update`` ({phase: {...}, ...}) into the report; return the new report."""
+def update_report(path, update, html=True):
+    """Deep-merge ``update`` ({phase: {...}, ...}) into the report; return the new report.
+
+    With ``html`` (the default) the HTML view is scheduled after the write (never raises, never waits).
+    """
     if not isinstance(update, dict):
         raise ReportError('a report update must be a dict')
     directory = os.path.dirname(os.path.abspath(path))
@@ -146,13 +154,15 @@ def update_report(path, update):
     with _Lock(path):
         doc = deep_merge(_load(path), update)
         _write_atomic(path, doc)
+    if html:
+        report_html.schedule(path)
     return doc
 
 
-def update_phase(path, phase, data):
+def update_phase(path, phase, data, html=True):
     """Deep-merge ``data`` into ``report[phase]``; other phases and keys are kept."""
     if not phase or not isinstance(phase, str):
         raise ReportError('phase must be a non-empty string')
     if not isinstance(data, dict):
         raise ReportError('phase data must be a dict')
-    return update_report(path, {phase: data})
+    return update_report(path, {phase: data}, html=html)

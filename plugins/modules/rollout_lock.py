@@ -31,8 +31,10 @@ options:
   state:
     description:
       - V(present) takes the lock (or keeps it when this run holds it); V(absent) releases it when this run holds it.
+      - V(query) only reads the lock and says who holds it, whether it expired and whether it is stale; it writes
+        nothing (not even the C(.guard) file), so it is safe in check mode and when the lock directory is missing.
     type: str
-    choices: [present, absent]
+    choices: [present, absent, query]
     default: present
   holder:
     description:
@@ -101,6 +103,10 @@ broken:
   description: The previous holder whose lock was broken (O(break_lock)).
   returned: when a lock was broken
   type: dict
+held:
+  description: With O(state=query), whether a lock file exists (held by anyone, stale or not).
+  returned: when O(state=query)
+  type: bool
 expired:
   description: The lock found is older than its TTL.
   returned: when held by another run
@@ -181,12 +187,31 @@ def public(doc):
     return dict((k, v) for k, v in doc.items() if not k.endswith('_epoch')) if doc else doc
 
 
+def query(module, path, holder):
+    """state=query: who holds the lock; reads the lock file only."""
+    current = read_lock(path)
+    result = dict(changed=False, path=path, held=current is not None, acquired=False)
+    if current is None:
+        result['msg'] = 'no lock held'
+        return result
+    expired = time.time() > float(current.get('expires_epoch') or 0)
+    stale = expired or bool(current.get('corrupt')) or (
+        module.params['stale_holder'] is not None and module.params['stale_holder'] == current.get('id'))
+    mine = current.get('id') == holder.get('id')
+    result.update(holder=public(current), expired=expired, stale=stale, acquired=mine,
+                  msg='lock held by %s%s%s' % ('this run: ' if mine else '', describe(current),
+                                               ' (STALE)' if stale else ''))
+    return result
+
+
 def run(module):
     params = module.params
     path = params['path']
     holder = params['holder'] or {}
     if not holder.get('id'):
         module.fail_json(msg='holder.id is required (the action plugin sets it)')
+    if params['state'] == 'query':
+        return query(module, path, holder)
     if params['ttl'] <= 0:
         module.fail_json(msg='ttl must be a positive number of seconds, got %s' % params['ttl'])
     directory = os.path.dirname(os.path.abspath(path))
@@ -267,7 +292,7 @@ def main():
     module = AnsibleModule(
         argument_spec=dict(
             path=dict(type='path', required=True),
-            state=dict(type='str', default='present', choices=['present', 'absent']),
+            state=dict(type='str', default='present', choices=['present', 'absent', 'query']),
             holder=dict(type='dict', required=True),
             ttl=dict(type='int', default=86400),
             break_lock=dict(type='bool', default=False),

@@ -164,3 +164,35 @@ def test_refused_lock_points_to_rollback_without_flags(tmp_path, capsys):
 def test_taken_over_says_whose_lock_and_what_was_known(result, state):
     doc = lock_action.taken_over(result)
     assert doc['id'] == 'ctl:a:1' and doc['phase'] == 'canary' and doc['holder_state'] == state
+
+
+def test_query_reads_the_holder_and_writes_nothing(tmp_path, capsys):
+    path = str(tmp_path / 'rollout.lock')
+    empty = run(dict(path=path, holder=holder('q'), state='query'), capsys)
+    assert empty['held'] is False and not empty['changed'] and 'holder' not in empty
+    assert os.listdir(str(tmp_path)) == []  # not even the .guard file
+    run(dict(path=path, holder=holder('a')), capsys)
+    before = open(path).read()
+    seen = run(dict(path=path, holder=holder('q'), state='query'), capsys, check=True)
+    assert seen['held'] and not seen['changed'] and not seen['acquired']
+    assert seen['holder']['id'] == 'ctl:a:1' and seen['holder']['phase'] == 'canary'
+    assert seen['stale'] is False and 'expires_epoch' not in seen['holder']
+    assert open(path).read() == before
+    mine = run(dict(path=path, holder=holder('a'), state='query'), capsys)
+    assert mine['acquired'] is True
+
+
+def test_query_says_stale_when_expired(tmp_path, capsys):
+    path = str(tmp_path / 'rollout.lock')
+    run(dict(path=path, holder=holder('a'), ttl=1), capsys)
+    doc = json.load(open(path))
+    doc['expires_epoch'] = time.time() - 5
+    with open(path, 'w') as handle:
+        json.dump(doc, handle)
+    seen = run(dict(path=path, holder=holder('q'), state='query'), capsys)
+    assert seen['held'] and seen['stale'] and seen['expired'] and 'STALE' in seen['msg']
+
+
+def test_query_of_a_missing_directory_is_no_lock(tmp_path, capsys):
+    seen = run(dict(path=str(tmp_path / 'nowhere' / 'rollout.lock'), holder=holder('q'), state='query'), capsys)
+    assert seen['held'] is False and not seen.get('failed')
