@@ -1,56 +1,69 @@
-"""Verify the redis_cache role: Redis on loopback, password required, not in argv, bounded memory."""
-import stat
-
+"""The redis_cache role on a fleet host: the role's unit as the redis user, Debian's own
+redis-server masked, bound to the host's address only, password required and only in a 0600 file."""
 import pytest
 import redis
 
-BASE = '/tmp/molecule-redis_cache/redis_cache'
-PORT = 28610
+testinfra_hosts = ['ansible://redis-1']
+
+BASE = '/var/lib/redis-cache'
+PORT = 6379
 PASSWORD = 'molecule-redis-not-secret'
 
 
-def _pid(host):
-    return int(host.file(f'{BASE}/run/redis.pid').content_string.strip())
+@pytest.fixture()
+def client(address):
+    """A Redis client on the controller (the analyzers' view over the network). The password never
+    goes through the host's shell: a sudo command line would put it in the journal."""
+    def connect(password=PASSWORD):
+        return redis.Redis(host=address, port=PORT, password=password, socket_timeout=5)
+    return connect
 
 
-def test_process_from_pidfile_is_redis_on_our_config(host):
-    argv = host.file(f'/proc/{_pid(host)}/cmdline').content_string.split('\0')
-    assert argv[0].endswith('redis-server') or argv[0].startswith('/usr/bin/redis-server')
-    assert f'{BASE}/redis.conf' in argv
+def test_unit_active_enabled_as_redis(unit, uid_of, host):
+    state = unit('redis-cache')
+    assert (state['ActiveState'], state['UnitFileState'], state['User']) == ('active', 'enabled', 'redis')
+    assert 'Uid:\t%d\t' % uid_of('redis') in host.file('/proc/%s/status' % state['MainPID']).content_string
 
 
-def test_password_not_in_argv(host):
-    cmdline = host.file(f'/proc/{_pid(host)}/cmdline').content_string
-    assert PASSWORD not in cmdline
+def test_packaged_unit_masked_and_inactive(unit):
+    state = unit('redis-server')
+    assert (state['UnitFileState'], state['ActiveState']) == ('masked', 'inactive')
 
 
-def test_config_file_is_private(host):
-    conf = host.file(f'{BASE}/redis.conf')
-    assert conf.exists
-    assert stat.S_IMODE(conf.mode) == 0o600
+def test_listens_only_on_the_host_address(listeners, address, process_tree):
+    pids = process_tree('redis-cache')
+    assert [(s['address'], s['port']) for s in listeners if s['pid'] in pids] == [(address, PORT)]
+    assert {s['address'] for s in listeners} == {address}, listeners
+
+
+def test_config_private_and_password_not_in_argv(host, unit):
+    conf = host.file(BASE + '/redis.conf')
+    assert (conf.user, conf.group, conf.mode) == ('redis', 'redis', 0o600)
     assert 'requirepass' in conf.content_string
+    cmdline = host.file('/proc/%s/cmdline' % unit('redis-cache')['MainPID']).content_string
+    assert PASSWORD not in cmdline and BASE + '/redis.conf' in cmdline
+    for path in ('', '/data', '/log', '/run'):
+        assert host.file(BASE + path).mode == 0o750, path
 
 
-def test_listens_on_loopback_only(host):
-    assert host.socket(f'tcp://127.0.0.1:{PORT}').is_listening
-    assert not host.socket(f'tcp://0.0.0.0:{PORT}').is_listening
-
-
-def test_password_required():
-    client = redis.Redis(host='127.0.0.1', port=PORT, socket_timeout=5)
+def test_password_required(client):
     with pytest.raises(redis.AuthenticationError):
-        client.ping()
-    wrong = redis.Redis(host='127.0.0.1', port=PORT, password='wrong', socket_timeout=5)
+        client(password=None).ping()
     with pytest.raises(redis.AuthenticationError):
-        wrong.ping()
+        client(password='wrong-password').ping()
+    assert client().ping()
 
 
-def test_settings_applied():
-    client = redis.Redis(host='127.0.0.1', port=PORT, password=PASSWORD, socket_timeout=5)
-    assert client.ping()
-    config = client.config_get('*')
+def test_settings_applied(client, address):
+    config = client().config_get('*')
     assert config['maxmemory'] == str(64 * 1024 * 1024)
     assert config['maxmemory-policy'] == 'allkeys-lru'
-    assert config['dir'] == f'{BASE}/data'
+    assert config['dir'] == BASE + '/data'
     assert config['save'] == '3600 1 300 100 60 10000'
-    assert config['appendonly'] == 'no'
+    assert config['bind'] == address
+    assert config['protected-mode'] == 'yes'
+
+
+def test_secret_absent_from_journal_and_log(absent_from_logs):
+    # logfile "": under systemd Redis logs to the journal only.
+    absent_from_logs([PASSWORD])
