@@ -124,7 +124,6 @@ def absent_from_logs(host):
     return check
 
 
-
 @pytest.fixture()
 def http():
     """An HTTP request from the controller, over the network as every client of the host makes it
