@@ -105,9 +105,15 @@ for table in ('/proc/net/tcp', '/proc/net/tcp6'):
             inodes[f[9]] = (ip, int(port, 16))
 for pid in filter(str.isdigit, os.listdir('/proc')):
     try:
-        fds = os.listdir('/proc/%s/fd' % pid)
         name = open('/proc/%s/comm' % pid).read().strip()
     except OSError:
+        continue  # gone meanwhile
+    try:
+        fds = os.listdir('/proc/%s/fd' % pid)
+    except FileNotFoundError:
+        continue
+    except OSError:
+        print('UNREADABLE 0 %s' % name)  # a process whose sockets cannot be seen fails the check
         continue
     for fd in fds:
         try:

@@ -23,7 +23,7 @@ LOAD_RATE = os.environ.get('FLEET_LOAD_RATE', '150')
 # What each group runs (units of the roles), and Debian's own units that must stay masked.
 UNITS = {
     'analyzers_original': ['cohort-analyzer-original'],
-    'loadbalancers': ['cohort-haproxy', 'cohort-lb-api'],
+    'loadbalancers': ['cohort-haproxy', 'cohort-lb-api', 'cohort-rollout-guard'],
     'redis': ['redis-cache'],
     'monitoring': ['cohort-prometheus', 'cohort-alertmanager', 'cohort-webhook-sink'],
 }
