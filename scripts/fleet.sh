@@ -152,7 +152,8 @@ configure_host() {
   local name=$1 addr=$2 c=$prefix$1
   # Wait for systemd to come up (running, or degraded by a unit that needs real hardware).
   local state=
-  for _ in $(seq 1 100); do
+  # Seconds on an idle machine; a loaded one (CI running other tiers) needs far more.
+  for _ in $(seq 1 600); do
     state=$(podman exec "$c" systemctl is-system-running 2>/dev/null || true)
     case "$state" in running|degraded) break ;; esac
     sleep 0.1
@@ -182,7 +183,7 @@ write_known_hosts() {
 
 wait_ssh() {
   local name=$1 addr=$2
-  for _ in $(seq 1 50); do
+  for _ in $(seq 1 300); do
     if ssh -F /dev/null -i "$fleet_dir/id_ed25519" -o BatchMode=yes -o ConnectTimeout=2 \
          -o UserKnownHostsFile="$fleet_dir/known_hosts" -o StrictHostKeyChecking=yes \
          "deploy@$addr" true 2>/dev/null; then
@@ -190,7 +191,7 @@ wait_ssh() {
     fi
     sleep 0.2
   done
-  die "$name ($addr): no SSH login as deploy after 10 s"
+  die "$name ($addr): no SSH login as deploy after 60 s"
 }
 
 cmd_up() {
