@@ -126,6 +126,7 @@ ensure_key() {
   mkdir -p "$fleet_dir/cp"
   chmod 0700 "$fleet_dir" "$fleet_dir/cp"
   [ -f "$fleet_dir/id_ed25519" ] || ssh-keygen -q -t ed25519 -N '' -C cohort-fleet -f "$fleet_dir/id_ed25519"
+  chmod 0600 "$fleet_dir/id_ed25519"  # ssh refuses a private key others can read
 }
 
 container_running() {
