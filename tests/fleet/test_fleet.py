@@ -203,7 +203,11 @@ def test_unreachable_host_stops_the_phase_before_traffic_moves(loaded, tmp_path)
 def test_wrong_ssh_key_fails_naming_the_hosts(loaded, tmp_path):
     key = tmp_path / 'wrong_key'
     subprocess.run(['ssh-keygen', '-q', '-t', 'ed25519', '-N', '', '-f', str(key)], check=True)
-    run = playbook('canary.yml', *ev(ansible_ssh_private_key_file=str(key)))
+    # No control master: one left by an earlier run (ControlPersist) would log in without any key.
+    run = playbook('canary.yml', *ev(
+        ansible_ssh_private_key_file=str(key),
+        ansible_ssh_common_args='-F /dev/null -o UserKnownHostsFile=%s -o StrictHostKeyChecking=yes '
+                                '-o ControlMaster=no -o ControlPath=none' % os.path.join(FLEET_DIR, 'known_hosts')))
     assert run.returncode != 0
     assert 'UNREACHABLE' in run.stdout and 'Permission denied' in run.stdout, run.stdout[-3000:]
     assert 'analyzer-b1' in run.stdout
@@ -225,7 +229,8 @@ def test_sudo_asking_for_a_password_fails_naming_the_host(loaded):
 
 def test_broken_apt_source_fails_naming_the_host_and_step(loaded):
     podman_exec('analyzer-b2', 'echo "deb http://127.0.0.1:9/debian bookworm main" > '
-                               '/etc/apt/sources.list.d/broken.list && rm -rf /var/lib/apt/lists/*')
+                               '/etc/apt/sources.list.d/broken.list && rm -rf /var/lib/apt/lists/* '
+                               '/var/lib/apt/periodic/update-success-stamp')
     try:
         run = playbook('canary.yml')
     finally:
