@@ -230,7 +230,7 @@ def test_sudo_asking_for_a_password_fails_naming_the_host(loaded):
 def test_broken_apt_source_fails_naming_the_host_and_step(loaded):
     podman_exec('analyzer-b2', 'echo "deb http://127.0.0.1:9/debian bookworm main" > '
                                '/etc/apt/sources.list.d/broken.list && rm -rf /var/lib/apt/lists/* '
-                               '/var/lib/apt/periodic/update-success-stamp')
+                               '/var/lib/apt/periodic/update-success-stamp && touch -d "2 days ago" /var/lib/apt/lists')
     try:
         run = playbook('canary.yml')
     finally:
