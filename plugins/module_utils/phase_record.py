@@ -126,11 +126,18 @@ def durations(trip, marks, now=None):
     trip_epoch = parse_time(trip)
     if trip_epoch is None:
         raise RecordError('timing.trip is required')
-    out = {}
+    epochs = {}
     for name, mark in sorted((marks or {}).items()):
         epoch = parse_time(mark)
-        if epoch is None:
-            continue
+        if epoch is not None:
+            epochs[name] = epoch
+    out = {}
+    if epochs and min(epochs.values()) < trip_epoch:
+        # The traffic was reverted before the gate tripped (the rollout guard acted on a firing
+        # alert first): the rollback was decided then, so its durations count from there.
+        out['reverted_before_trip_s'] = round(trip_epoch - min(epochs.values()), 3)
+        trip_epoch = min(epochs.values())
+    for name, epoch in epochs.items():
         out['trip_to_%s_s' % name] = round(epoch - trip_epoch, 3)
     out['trip_to_complete_s'] = round(now - trip_epoch, 3)
     return out

@@ -80,3 +80,11 @@ def test_escalation_bad_input():
 def test_archive_path(tmp_path):
     target = pr.archive_path(str(tmp_path / 'report.json'), now=1795701725.25)
     assert target.startswith(str(tmp_path / 'reports' / 'report-20261126T')) and target.endswith('Z.json')
+
+
+def test_durations_count_from_a_revert_that_came_before_the_gate_trip():
+    """The guard reverted on a firing alert before the gate tripped: no negative duration."""
+    out = pr.durations(100.0, {'shares_reverted': 99.134}, now=110.0)
+    assert out == {'reverted_before_trip_s': 0.866, 'trip_to_shares_reverted_s': 0.0, 'trip_to_complete_s': 10.866}
+    normal = pr.durations(100.0, {'shares_reverted': 100.05}, now=110.0)
+    assert normal == {'trip_to_shares_reverted_s': 0.05, 'trip_to_complete_s': 10.0}
