@@ -30,6 +30,7 @@ JSON-lines journal (0600). Fencing: see ``guard_state.py``; the weights API enfo
 from __future__ import annotations
 
 import argparse
+import calendar
 import hmac
 import json
 import os
@@ -53,6 +54,26 @@ MAX_LEASE = 8 * 86400
 PHASE_RE = re.compile(r'^[a-z][a-z0-9_]*$')
 OUTCOMES = ('passed', 'rolled_back')
 
+
+
+_STARTS_AT = re.compile(r'^(\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d)(?:\.(\d+))?(Z|[+-]\d\d:\d\d)$')
+
+
+def _fired_before_arm(alert, armed_epoch):
+    """True when the alert's startsAt (RFC 3339, Alertmanager's nanoseconds) is before the arm.
+
+    An alert without a readable startsAt counts as new: the guard then reverts (fail safe).
+    """
+    match = _STARTS_AT.match(str(alert.get('startsAt') or ''))
+    if armed_epoch is None or not match:
+        return False
+    epoch = calendar.timegm(time.strptime(match.group(1), '%Y-%m-%dT%H:%M:%S'))
+    epoch += float('0.' + match.group(2)) if match.group(2) else 0.0
+    if match.group(3) != 'Z':
+        sign = 1 if match.group(3)[0] == '+' else -1
+        hours, minutes = match.group(3)[1:].split(':')
+        epoch -= sign * (int(hours) * 3600 + int(minutes) * 60)
+    return epoch < float(armed_epoch)
 
 class Refused(Exception):
     """A request the guard refuses; nothing changed. ``status`` is the HTTP status."""
@@ -279,6 +300,7 @@ class Guard(object):
             return dict(changed=True, last_revert=last)
 
     def alert(self, body):
+        """Alertmanager's webhook: a firing trigger of the armed phase reverts (see _fired_before_arm)."""
         with self.mutex:
             alerts = body.get('alerts') if isinstance(body, dict) else None
             if not isinstance(alerts, list) or not alerts or not all(
@@ -295,13 +317,20 @@ class Guard(object):
             if not armed:
                 self.refuse(409, 'alertmanager', 'alert(s) %s: no phase is armed, nothing to revert'
                             % ', '.join(names), alerts=names)
-            triggers = [labels for labels in firing if labels['alertname'] in armed['alerts']
-                        and labels.get('phase', armed['phase']) == armed['phase']]
+            triggers = [a for a in alerts if a['status'] == 'firing' and a['labels']['alertname'] in armed['alerts']
+                        and a['labels'].get('phase', armed['phase']) == armed['phase']]
             if not triggers:
                 self.refuse(409, 'alertmanager', 'alert(s) %s are not rollback triggers of the armed phase %s (%s)'
                             % (', '.join(names), armed['phase'], ', '.join(armed['alerts']) or 'none'),
                             alerts=names, phase=armed['phase'])
-            trigger = dict((k, str(v)) for k, v in triggers[0].items())
+            fresh = [a for a in triggers if not _fired_before_arm(a, armed.get('armed_epoch'))]
+            if not fresh:
+                # Still firing from an earlier run of the phase (Alertmanager re-sends until it resolves):
+                # not about this run. This run's own gates judge it; a new alert fires with a new startsAt.
+                stale = sorted(set(str(a['labels']['alertname']) for a in triggers))
+                self.journal('alert_ignored', why='firing since before this arm', alerts=stale)
+                return dict(reverted=False, why='alert(s) %s fired before this arm' % ', '.join(stale))
+            trigger = dict((k, str(v)) for k, v in fresh[0]['labels'].items())
             return self._revert('alert', detail=dict(alert=trigger['alertname'], labels=trigger))
 
     # -- the revert ----------------------------------------------------------------------------------

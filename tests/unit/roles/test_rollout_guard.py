@@ -284,3 +284,19 @@ def test_weights_api_refuses_a_fenced_generation(tmp_path, setup):
     assert lb.weights['ultra_fast-b'] == 0
     # Without the header (an operator, a rollback) the API is not fenced.
     assert api.set_weights({'original': 1, 'ultra_fast': 0}, False)['changed'] is False
+
+
+def test_an_alert_firing_since_before_the_arm_is_ignored_a_new_one_reverts(setup):
+    """Alertmanager re-sends an alert until it resolves: one that began in an earlier run of the phase
+    (startsAt before this arm, nanoseconds as Alertmanager writes them) changes nothing."""
+    guard, lb, clock, state, journal = setup
+    guard.arm(dict(ARM))
+    old = alert_payload('CanaryGateErrorRate')
+    old['alerts'][0]['startsAt'] = '2027-01-15T07:59:00.123456789Z'
+    result = guard.alert(old)
+    assert result['reverted'] is False and 'fired before this arm' in result['why']
+    assert lb.weights['ultra_fast-b'] == 1 and guard.snapshot()['armed']
+    assert entries(journal)[-1]['event'] == 'alert_ignored'
+    same_instant_other_zone = alert_payload('CanaryGateErrorRate')
+    same_instant_other_zone['alerts'][0]['startsAt'] = '2027-01-15T09:00:05+01:00'  # 08:00:05Z, after the arm
+    assert guard.alert(same_instant_other_zone)['reverted'] and lb.weights['ultra_fast-b'] == 0
