@@ -55,7 +55,6 @@ PHASE_RE = re.compile(r'^[a-z][a-z0-9_]*$')
 OUTCOMES = ('passed', 'rolled_back')
 
 
-
 _STARTS_AT = re.compile(r'^(\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d)(?:\.(\d+))?(Z|[+-]\d\d:\d\d)$')
 
 
@@ -74,6 +73,7 @@ def _fired_before_arm(alert, armed_epoch):
         hours, minutes = match.group(3)[1:].split(':')
         epoch -= sign * (int(hours) * 3600 + int(minutes) * 60)
     return epoch < float(armed_epoch)
+
 
 class Refused(Exception):
     """A request the guard refuses; nothing changed. ``status`` is the HTTP status."""
