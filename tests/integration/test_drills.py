@@ -472,9 +472,15 @@ def test_j_hung_prometheus_rolls_back_within_the_bound(sandbox):
     assert reverted_after <= bound + 3, (reverted_after, bound)  # 3 s: the revert call and a loaded machine
     assert proc.returncode != 0
     canary = read_report()['canary']
-    assert canary['verdict']['result'] == 'inconclusive', canary['verdict']
-    assert 'timeout' in ' '.join(canary['verdict']['reasons']), canary['verdict']
-    assert 'traffic reverted by the gate' in output
+    reasons = ' '.join(canary['verdict']['reasons'])
+    if canary['verdict']['result'] == 'failed' and 'fenced' in reasons:
+        # The guard got there first (its lease ran out while the blind bake waited): the same bound holds,
+        # and the guard's own record says why it reverted.
+        assert guard_state(sandbox)['last_revert']['reason'] in ('lease_expired', 'alert'), guard_state(sandbox)
+    else:
+        assert canary['verdict']['result'] == 'inconclusive', canary['verdict']
+        assert 'timeout' in reasons, canary['verdict']
+        assert 'traffic reverted by the gate' in output
 
 
 # -- The controller dies; the rollout guard on the load balancer host (issue 14) -----------------------------
