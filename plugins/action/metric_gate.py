@@ -195,9 +195,11 @@ class ActionModule(ActionBase):
             except guard_api.GuardRefused as exc:
                 if exc.status == 409:
                     fenced.append(exc.message)
-                    message = ('phase %s fenced: the rollout guard refused to renew generation %d (%s); the traffic '
-                               'belongs to the guard or to a rollback now, this run stops' % (
-                                   phase, guard['generation'], exc.message))
+                    why = guard_api.fence_reason(url, guard['generation'], token=guard.get('token'),
+                                                 validate_certs=guard['validate_certs'], timeout=guard['timeout'])
+                    message = ('phase %s fenced: %s; the rollout guard refused to renew generation %d (%s); the '
+                               'traffic belongs to the guard or to a rollback now, this run stops' % (
+                                   phase, why, guard['generation'], exc.message))
                     display.display('[%s] %s' % (phase, message))
                     return message
                 display.warning('metric_gate: lease not renewed at %s: %s' % (url, exc.message))

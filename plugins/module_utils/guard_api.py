@@ -75,3 +75,37 @@ def unreconciled(state):
     """The guard's last revert when the controller has not completed its rollback yet, else None."""
     last = state.get('last_revert') if isinstance(state, dict) else None
     return last if last and not last.get('reconciled') else None
+
+
+def describe_revert(last):
+    """One line naming why and when the guard reverted (its state's ``last_revert``), or None."""
+    if not isinstance(last, dict) or not last.get('reason'):
+        return None
+    reason = last['reason']
+    detail = last.get('detail') or {}
+    if reason == 'alert':
+        why = 'the rollback alert %s fired' % (detail.get('alert') or '?')
+    elif reason == 'lease_expired':
+        late = None
+        if last.get('epoch') is not None and last.get('lease_expires_epoch') is not None:
+            late = float(last['epoch']) - float(last['lease_expires_epoch'])
+        why = 'its lease expired (no renewal in time%s)' % (', reverted %.1f s after expiry' % late if late is not None else '')
+    else:
+        why = reason
+    return 'the guard reverted generation %s of phase %s at %s: %s' % (
+        last.get('generation', '?'), last.get('phase', '?'), last.get('at', '?'), why)
+
+
+def fence_reason(url, generation, token=None, validate_certs=True, timeout=5.0):
+    """Why the guard at ``url`` fenced ``generation`` off, from its state (never raises)."""
+    try:
+        state = call(url, '/state', token=token, validate_certs=validate_certs, timeout=timeout)
+    except (GuardError, GuardRefused) as exc:
+        return 'the guard could not say why: %s' % exc
+    armed = state.get('armed') or {}
+    if isinstance(armed, dict) and int(armed.get('generation') or 0) > int(generation):
+        return 'a later run armed generation %s (phase %s)' % (armed['generation'], armed.get('phase', '?'))
+    last = state.get('last_revert')
+    if isinstance(last, dict) and int(last.get('generation') or 0) == int(generation):
+        return describe_revert(last)
+    return 'the guard did not revert it: a rollback or a disarm fenced it off (fence %s)' % state.get('fence', '?')

@@ -3,9 +3,13 @@
 import json
 import os
 import subprocess
+import time
+
+import requests
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 BIN = os.path.join(ROOT, '.venv', 'bin')
+PROMETHEUS = 'http://127.0.0.1:19090'
 ENV = dict(os.environ, PATH=BIN + os.pathsep + os.environ.get('PATH', ''),
            ANSIBLE_CONFIG=os.path.join(ROOT, 'ansible.cfg'), ANSIBLE_FORCE_COLOR='0', ANSIBLE_NOCOLOR='1')
 
@@ -27,3 +31,31 @@ def pid_alive(pidfile, needle):
     except (OSError, ValueError):
         return None
     return pid if needle in cmdline else None
+
+
+def wait_candidate_quiet(pool='ultra_fast', timeout=120):
+    """Before a canary: wait until a stopped candidate's last requests have left Prometheus' rate windows.
+
+    A canary started right after a previous run's rollback would otherwise be sampled, in its first
+    rate window, on the previous candidate's requests (the sandbox's first sample comes 5 s after the
+    shift, inside its 30 s window; production waits 5 min, past its 1 min window). A candidate still
+    running is not waited for: its data is its own build's.
+    """
+    deadline = time.monotonic() + timeout
+    left = None
+    while time.monotonic() < deadline:
+        up = _query('max(up{pool="%s"})' % pool)
+        if up and float(up[0]['value'][1]) == 1:
+            return
+        left = _query('count by (__name__) ({__name__=~"cohort_discovery_.+", variant="%s"})' % pool)
+        if not left:
+            return
+        time.sleep(1)
+    raise AssertionError('after %ss the stopped %s candidate still has recorded series in Prometheus: %s'
+                         % (timeout, pool, [s['metric'] for s in left or []]))
+
+
+def _query(expr):
+    resp = requests.get(PROMETHEUS + '/api/v1/query', params={'query': expr}, timeout=10)
+    resp.raise_for_status()
+    return resp.json()['data']['result']

@@ -23,7 +23,7 @@ import urllib.request
 import pytest
 import yaml
 
-from sandbox_support import BIN, ENV, ROOT, inventory, pid_alive
+from sandbox_support import BIN, ENV, ROOT, inventory, pid_alive, wait_candidate_quiet
 
 STATE = os.path.join(ROOT, '.sandbox')
 REPORT = os.path.join(STATE, 'report.json')
@@ -115,6 +115,12 @@ class Sandbox(object):
         events = notifications(since)
         assert any(e['event'] == 'rollback' and e['phase'] == phase for e in events), events
         return report
+
+
+@pytest.fixture(autouse=True)
+def candidate_quiet():
+    """Each drill starts once the previous drill's candidate has left the rate windows (sandbox_support)."""
+    wait_candidate_quiet()
 
 
 @pytest.fixture(scope='module')

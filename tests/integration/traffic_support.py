@@ -13,12 +13,24 @@ import sys
 import time
 
 import requests
+import yaml
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 VENV_BIN = os.path.join(ROOT, '.venv', 'bin')
-MODULE_UTILS = os.path.join(ROOT, 'plugins', 'module_utils')
 API_PROGRAM = os.path.join(ROOT, 'roles', 'loadbalancer', 'files', 'traffic_api.py')
 TOKEN = 'test-token-28300'
+ROLE_VARS = os.path.join(ROOT, 'roles', 'loadbalancer', 'vars', 'main.yml')
+
+
+def role_api_files():
+    """The files the loadbalancer role ships next to the API (its loadbalancer_api_files), as paths here."""
+    with open(ROLE_VARS, encoding='utf-8') as handle:
+        entries = yaml.safe_load(handle)['loadbalancer_api_files']
+    role_path = os.path.join(ROOT, 'roles', 'loadbalancer')
+    paths = [os.path.normpath(e['src'].replace('{{ role_path }}', role_path)) for e in entries]
+    missing = [p for p in paths if not os.path.isfile(p)]
+    assert not missing and API_PROGRAM in paths, (missing, paths)
+    return paths
 
 HAPROXY_CFG = """\
 # Same shape as roles/loadbalancer/templates/haproxy.cfg.j2, on test ports.
@@ -101,7 +113,7 @@ class Lb:
         # the API runs from a directory holding the program and the module_utils, as on the LB host
         self.api_dir = os.path.join(workdir, 'api')
         os.makedirs(self.api_dir, exist_ok=True)
-        for src in (API_PROGRAM, os.path.join(MODULE_UTILS, 'traffic.py'), os.path.join(MODULE_UTILS, 'haproxy.py')):
+        for src in role_api_files():
             shutil.copy(src, self.api_dir)
         self.haproxy = None
         self.api = None

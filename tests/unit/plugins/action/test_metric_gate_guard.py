@@ -28,11 +28,25 @@ class _Guard(BaseHTTPRequestHandler):
         self.end_headers()
         self.wfile.write(data)
 
+    def do_GET(self):  # noqa: N802
+        self.server.reads.append((self.path, self.headers.get('Authorization')))
+        data = json.dumps(self.server.state).encode()
+        self.send_response(200)
+        self.send_header('Content-Type', 'application/json')
+        self.send_header('Content-Length', str(len(data)))
+        self.end_headers()
+        self.wfile.write(data)
+
+
+LEASE_REVERT = dict(generation=4, fence=4, armed=None, last_revert=dict(
+    reason='lease_expired', detail={}, phase='canary', generation=3, at='2026-12-01T10:00:00Z',
+    epoch=1800000016.5, lease_expires_epoch=1800000015.0))
+
 
 @pytest.fixture()
 def guard_server():
     server = ThreadingHTTPServer(('127.0.0.1', 0), _Guard)
-    server.renewals, server.allow = [], 2
+    server.renewals, server.allow, server.reads, server.state = [], 2, [], LEASE_REVERT
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
     yield server, 'http://127.0.0.1:%d' % server.server_address[1]
@@ -51,9 +65,27 @@ def test_renewals_then_fenced_stops_the_bake(guard_server):
     assert ActionModule._renew(guard(url), 'canary', fenced, os.getppid()) is None
     stop = ActionModule._renew(guard(url), 'canary', fenced, os.getppid())
     assert stop and 'fenced' in stop and fenced
+    # The verdict names why: the guard's own record of its revert, read with the same token.
+    assert 'the guard reverted generation 3 of phase canary at 2026-12-01T10:00:00Z: its lease expired' in stop
+    assert 'reverted 1.5 s after expiry' in stop
+    assert server.reads == [('/state', 'Bearer t0ken')]
     assert [r[0] for r in server.renewals] == ['/renew'] * 3
     assert server.renewals[0][1] == {'generation': 3, 'lease_seconds': 15.0}
     assert server.renewals[0][2] == 'Bearer t0ken'
+
+
+@pytest.mark.parametrize('state, named', [
+    (dict(fence=4, armed=None, last_revert=dict(reason='alert', detail=dict(alert='HighErrorRate'), phase='canary',
+                                                generation=3, at='T')),
+     'the guard reverted generation 3 of phase canary at T: the rollback alert HighErrorRate fired'),
+    (dict(fence=5, armed=dict(generation=5, phase='ramp'), last_revert=None), 'a later run armed generation 5 (phase ramp)'),
+    (dict(fence=4, armed=None, last_revert=dict(reason='alert', generation=2)), 'a rollback or a disarm fenced it off'),
+])
+def test_a_fenced_verdict_names_the_guards_reason(guard_server, state, named):
+    server, url = guard_server
+    server.allow, server.state = 0, state
+    stop = ActionModule._renew(guard(url), 'canary', [], os.getppid())
+    assert named in stop, stop
 
 
 def test_an_orphaned_worker_renews_nothing(guard_server):
