@@ -32,6 +32,7 @@ def role_api_files():
     assert not missing and API_PROGRAM in paths, (missing, paths)
     return paths
 
+
 HAPROXY_CFG = """\
 # Same shape as roles/loadbalancer/templates/haproxy.cfg.j2, on test ports.
 global
