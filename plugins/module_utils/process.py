@@ -122,15 +122,16 @@ def metadata_path(pidfile):
 
 
 def write_atomic(path, data, mode=0o644):
-    """Write bytes to path atomically: temporary file in the same directory, fsync, rename."""
+    """Write bytes to path atomically: temporary file (``mode`` before any byte) in the same directory,
+    fsync, rename, then fsync of the directory so that the rename is durable too (best effort)."""
     directory = os.path.dirname(os.path.abspath(path))
     fd, tmp = tempfile.mkstemp(prefix='.%s.' % os.path.basename(path), suffix='.tmp', dir=directory)
     try:
         with os.fdopen(fd, 'wb') as f:
+            os.fchmod(f.fileno(), mode)
             f.write(data)
             f.flush()
             os.fsync(f.fileno())
-        os.chmod(tmp, mode)
         os.rename(tmp, path)
     except BaseException:
         try:
@@ -138,6 +139,14 @@ def write_atomic(path, data, mode=0o644):
         except OSError:
             pass
         raise
+    try:
+        dir_fd = os.open(directory, os.O_RDONLY)
+        try:
+            os.fsync(dir_fd)
+        finally:
+            os.close(dir_fd)
+    except OSError:
+        pass
 
 
 def remove_quietly(path):

@@ -25,9 +25,8 @@ import errno
 import fcntl
 import json
 import os
-import tempfile
 
-from ansible_collections.cohort.rollout.plugins.module_utils import report_html
+from ansible_collections.cohort.rollout.plugins.module_utils import process, report_html
 
 FILE_MODE = 0o600
 
@@ -106,36 +105,14 @@ class _Lock(object):
 
 
 def _write_atomic(path, doc):
-    directory = os.path.dirname(os.path.abspath(path))
     try:
         text = json.dumps(doc, indent=2, sort_keys=True, allow_nan=False) + '\n'
     except (TypeError, ValueError) as exc:
         raise ReportError('report data is not strict JSON: %s' % exc)
     try:
-        fd, tmp = tempfile.mkstemp(prefix='.%s.' % os.path.basename(path), suffix='.tmp', dir=directory)
+        process.write_atomic(path, text.encode('utf-8'), FILE_MODE)
     except OSError as exc:
-        raise ReportError('cannot write report in %s: %s' % (directory, exc))
-    try:
-        with os.fdopen(fd, 'w', encoding='utf-8') as handle:
-            os.fchmod(handle.fileno(), FILE_MODE)
-            handle.write(text)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.rename(tmp, path)
-    except OSError as exc:
-        try:
-            os.unlink(tmp)
-        except OSError:
-            pass
         raise ReportError('cannot write report %s: %s' % (path, exc))
-    try:  # make the rename itself durable
-        dir_fd = os.open(directory, os.O_RDONLY)
-        try:
-            os.fsync(dir_fd)
-        finally:
-            os.close(dir_fd)
-    except OSError:
-        pass
 
 
 def update_report(path, update, html=True):
