@@ -9,10 +9,7 @@ One definition, used by the ``rollout_guard`` module (arm, disarm, fence, query,
 
 from __future__ import annotations
 
-import json
-
-from ansible.module_utils.six.moves.urllib.error import HTTPError, URLError
-from ansible.module_utils.urls import open_url
+from ansible_collections.cohort.rollout.plugins.module_utils import http_json
 
 
 class GuardError(RuntimeError):
@@ -35,30 +32,14 @@ class GuardRefused(ValueError):
 def call(url, path, body=None, token=None, validate_certs=True, timeout=5.0):
     """POST ``body`` (or GET when None) to ``url + path``; the guard's JSON answer."""
     full = url.rstrip('/') + path
-    headers = {'Accept': 'application/json'}
-    data = None
-    if body is not None:
-        headers['Content-Type'] = 'application/json'
-        data = json.dumps(body)
-    if token:
-        headers['Authorization'] = 'Bearer ' + token
     try:
-        resp = open_url(full, data=data, headers=headers, method='POST' if body is not None else 'GET',
-                        validate_certs=validate_certs, timeout=timeout)
-        raw = resp.read()
-    except HTTPError as exc:
-        detail = exc.read().decode('utf-8', 'replace')
-        try:
-            detail = json.loads(detail).get('error', detail)
-        except (ValueError, AttributeError):
-            pass
-        raise GuardRefused(exc.code, 'guard %s answered %s: %s' % (full, exc.code, detail)) from exc
-    except (URLError, OSError) as exc:
+        answer = http_json.request(full, body, token=token, validate_certs=validate_certs, timeout=timeout)
+    except http_json.Refused as exc:
+        raise GuardRefused(exc.status, 'guard %s answered %s: %s' % (full, exc.status, exc.detail)) from exc
+    except http_json.Unreachable as exc:
         raise GuardError('cannot reach the rollout guard at %s: %s' % (full, exc)) from exc
-    try:
-        answer = json.loads(raw)
-    except ValueError as exc:
-        raise GuardError('the guard at %s returned something other than JSON: %r' % (full, raw[:200])) from exc
+    except http_json.NotJSON as exc:
+        raise GuardError('the guard at %s returned something other than JSON: %r' % (full, exc.raw)) from exc
     if not isinstance(answer, dict):
         raise GuardError('the guard at %s returned %r, not a JSON object' % (full, answer))
     return answer

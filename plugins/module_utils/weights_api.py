@@ -9,11 +9,7 @@ action plugin, which reverts the traffic from the controller the moment a bake f
 
 from __future__ import annotations
 
-import json
-
-from ansible.module_utils.six.moves.urllib.error import HTTPError, URLError
-from ansible.module_utils.urls import open_url
-
+from ansible_collections.cohort.rollout.plugins.module_utils import http_json
 from ansible_collections.cohort.rollout.plugins.module_utils.traffic import ApplyError, TrafficError
 
 ANSWER_KEYS = ('changed', 'before', 'after', 'requested', 'error')
@@ -31,28 +27,18 @@ def post_shares(api_url, shares, token=None, validate_certs=True, timeout=10.0, 
     url = api_url.rstrip('/') + '/config/traffic-weights'
     if check:
         url += '?check=true'
-    headers = {'Content-Type': 'application/json', 'Accept': 'application/json'}
-    if token:
-        headers['Authorization'] = 'Bearer ' + token
+    headers = {}
     if generation is not None:
         headers['X-Rollout-Generation'] = str(int(generation))
     try:
-        resp = open_url(url, data=json.dumps(shares), headers=headers, method='POST',
-                        validate_certs=validate_certs, timeout=timeout)
-        body = resp.read()
-    except HTTPError as exc:
-        detail = exc.read().decode('utf-8', 'replace')
-        try:
-            detail = json.loads(detail).get('error', detail)
-        except (ValueError, AttributeError):
-            pass
-        raise TrafficError('weights API answered %s: %s' % (exc.code, detail)) from exc
-    except (URLError, OSError) as exc:
+        result = http_json.request(url, shares, token=token, headers=headers, validate_certs=validate_certs,
+                                   timeout=timeout)
+    except http_json.Refused as exc:
+        raise TrafficError('weights API answered %s: %s' % (exc.status, exc.detail)) from exc
+    except http_json.Unreachable as exc:
         raise ApplyError('cannot reach the weights API at %s: %s' % (url, exc)) from exc
-    try:
-        result = json.loads(body)
-    except ValueError as exc:
-        raise ApplyError('the weights API returned something other than JSON: %r' % body[:200]) from exc
+    except http_json.NotJSON as exc:
+        raise ApplyError('the weights API returned something other than JSON: %r' % exc.raw) from exc
     if not isinstance(result, dict) or any(key not in result for key in ANSWER_KEYS):
         raise ApplyError('the weights API answer lacks one of %s: %r' % (', '.join(ANSWER_KEYS), result))
     return result

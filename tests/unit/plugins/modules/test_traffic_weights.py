@@ -9,7 +9,7 @@ from ansible.module_utils.six.moves.urllib.error import HTTPError
 from ansible.module_utils.testing import patch_module_args
 
 from ansible_collections.cohort.rollout.plugins.module_utils import traffic
-from ansible_collections.cohort.rollout.plugins.module_utils import weights_api
+from ansible_collections.cohort.rollout.plugins.module_utils import http_json
 from ansible_collections.cohort.rollout.plugins.modules import traffic_weights
 
 
@@ -86,7 +86,7 @@ def test_http_driver_sends_token_and_check_flag(monkeypatch, capsys):
         calls.append(dict(url=url, data=json.loads(data), headers=headers, method=method, validate_certs=validate_certs))
         return FakeResponse(json.dumps(answer).encode())
 
-    monkeypatch.setattr(weights_api, 'open_url', fake_open_url)
+    monkeypatch.setattr(http_json, 'open_url', fake_open_url)
     args = dict(driver='http', api_url='https://lb:8090/', api_token='s3cret-token', shares={'original': 0.9, 'ultra_fast': 0.1})
     out = run(args, capsys, check=True)
     assert calls[0]['url'] == 'https://lb:8090/config/traffic-weights?check=true'
@@ -101,7 +101,7 @@ def test_http_driver_maps_4xx_to_a_failure(monkeypatch, capsys):
     def fake_open_url(url, **kwargs):
         raise HTTPError(url, 400, 'Bad Request', {}, io.BytesIO(b'{"error": "pool \'ultra_fast\' has no servers"}'))
 
-    monkeypatch.setattr(weights_api, 'open_url', fake_open_url)
+    monkeypatch.setattr(http_json, 'open_url', fake_open_url)
     out = run(dict(driver='http', api_url='http://lb', api_token='t' * 8, shares={'original': 0.9, 'ultra_fast': 0.1}), capsys)
     assert out['failed'] and '400' in out['msg'] and 'has no servers' in out['msg']
 
@@ -112,7 +112,7 @@ def test_http_driver_requires_api_url(capsys):
 
 
 def test_bad_shares_fail_before_any_call(monkeypatch, capsys):
-    monkeypatch.setattr(weights_api, 'open_url', lambda *a, **k: pytest.fail('no call expected'))
+    monkeypatch.setattr(http_json, 'open_url', lambda *a, **k: pytest.fail('no call expected'))
     out = run(dict(driver='http', api_url='http://lb', shares={'original': -0.5, 'ultra_fast': 1.5}), capsys)
     assert out['failed'] and 'negative' in out['msg']
 
