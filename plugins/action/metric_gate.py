@@ -20,6 +20,7 @@ from ansible.utils.display import Display
 
 from ansible_collections.cohort.rollout.plugins.module_utils import gates, guard_api
 from ansible_collections.cohort.rollout.plugins.module_utils import judge as judge_utils
+from ansible_collections.cohort.rollout.plugins.module_utils.arguments import ArgumentError, validate_args
 from ansible_collections.cohort.rollout.plugins.module_utils.prometheus import (
     HttpGetter, PrometheusClient, PrometheusError, range_values, series_count, series_values, single_value,
 )
@@ -95,11 +96,12 @@ class ActionModule(ActionBase):
     def run(self, tmp=None, task_vars=None):
         result = super().run(tmp, task_vars)
         del tmp
-        validation, params = self.validate_argument_spec(
-            argument_spec=gates.ARGUMENT_SPEC,
-            mutually_exclusive=gates.MUTUALLY_EXCLUSIVE,
-            required_together=gates.REQUIRED_TOGETHER,
-        )
+        try:
+            params = validate_args('metric_gate', self._task.args, gates.ARGUMENT_SPEC,
+                                   mutually_exclusive=gates.MUTUALLY_EXCLUSIVE,
+                                   required_together=gates.REQUIRED_TOGETHER)
+        except ArgumentError as exc:
+            raise AnsibleActionFail(str(exc))
         try:
             spec = gates.normalize_spec(params)
             if params.get('revert'):

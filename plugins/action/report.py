@@ -13,10 +13,10 @@ import os
 import time
 
 from ansible.errors import AnsibleActionFail
-from ansible.module_utils.common.arg_spec import ArgumentSpecValidator
 from ansible.plugins.action import ActionBase
 
 from ansible_collections.cohort.rollout.plugins.module_utils import phase_record, report_html
+from ansible_collections.cohort.rollout.plugins.module_utils.arguments import ArgumentError, validate_args
 from ansible_collections.cohort.rollout.plugins.module_utils.report import (
     ReportError, read_report, update_phase,
 )
@@ -38,10 +38,10 @@ class ActionModule(ActionBase):
     def run(self, tmp=None, task_vars=None):
         result = super().run(tmp, task_vars)
         del tmp
-        validated = ArgumentSpecValidator(ARGUMENT_SPEC).validate(self._task.args)
-        if validated.error_messages:
-            raise AnsibleActionFail('report: %s' % '; '.join(validated.error_messages))
-        params = validated.validated_parameters
+        try:
+            params = validate_args('report', self._task.args, ARGUMENT_SPEC)
+        except ArgumentError as exc:
+            raise AnsibleActionFail(str(exc))
         path, phase = params['path'], params['phase']
         now = time.time()
         try:

@@ -42,6 +42,21 @@ EVENT_LEVELS = {
     'rollback_failed': 'critical',
 }
 
+# Arguments of cohort.rollout.notify: the action plugin validates with it, and the documentation
+# module declares it (as REPORT_ARGUMENT_SPEC above).
+NOTIFY_ARGUMENT_SPEC = dict(
+    url=dict(type='str', default='', no_log=True),  # a webhook URL is a credential
+    token=dict(type='str', no_log=True),
+    event=dict(type='str', required=True, choices=sorted(EVENT_LEVELS)),
+    phase=dict(type='str', required=True),
+    text=dict(type='str', required=True),
+    error_rate=dict(type='raw'),
+    level=dict(type='str', choices=list(LEVELS)),
+    details=dict(type='dict', default={}),
+    validate_certs=dict(type='bool', default=True),
+    timeout=dict(type='float', default=5.0),
+)
+
 
 class RecordError(Exception):
     """Bad input for a phase record."""
