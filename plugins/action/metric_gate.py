@@ -18,14 +18,14 @@ from ansible.errors import AnsibleActionFail
 from ansible.plugins.action import ActionBase
 from ansible.utils.display import Display
 
-from ansible_collections.cohort.rollout.plugins.module_utils import gates, guard_api
+from ansible_collections.cohort.rollout.plugins.module_utils import gates, guard_api, times
 from ansible_collections.cohort.rollout.plugins.module_utils import judge as judge_utils
 from ansible_collections.cohort.rollout.plugins.module_utils.arguments import ArgumentError, validate_args
 from ansible_collections.cohort.rollout.plugins.module_utils.prometheus import (
     HttpGetter, PrometheusClient, PrometheusError, range_values, series_count, series_values, single_value,
 )
 from ansible_collections.cohort.rollout.plugins.module_utils.report import (
-    ReportError, deep_merge, update_phase, utc_now_iso,
+    ReportError, deep_merge, update_phase,
 )
 from ansible_collections.cohort.rollout.plugins.module_utils.traffic import ApplyError, TrafficError, check_shares
 from ansible_collections.cohort.rollout.plugins.module_utils.weights_api import post_shares
@@ -317,7 +317,7 @@ class ActionModule(ActionBase):
             would = 'not rehearsable'
         no_data_gates = sorted(n for n, g in per_gate.items() if g.get('no_data'))
         rehearsal = dict(
-            window=dict(start=utc_now_iso(stamps[0]), end=utc_now_iso(stamps[-1]), step=spec['interval'],
+            window=dict(start=times.iso(stamps[0]), end=times.iso(stamps[-1]), step=spec['interval'],
                         samples=len(stamps)),
             gates=per_gate, min_requests=min_requests, would=would, gates_with_no_data=no_data_gates,
         )

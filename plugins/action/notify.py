@@ -18,7 +18,7 @@ from ansible.module_utils.urls import open_url
 from ansible.plugins.action import ActionBase
 from ansible.utils.display import Display
 
-from ansible_collections.cohort.rollout.plugins.module_utils import phase_record
+from ansible_collections.cohort.rollout.plugins.module_utils import phase_record, times
 from ansible_collections.cohort.rollout.plugins.module_utils.arguments import ArgumentError, validate_args
 
 display = Display()
@@ -47,7 +47,7 @@ def build_payload(params, level, why, now=None):
     fields.append(dict(title='Escalation', value='%s. %s' % (why, ACTIONS[level]), short=False))
     text = '[%s] cohort rollout %s: %s' % (level.upper(), params['phase'], params['text'])
     event = dict(event=params['event'], phase=params['phase'], level=level, escalation=why, action=ACTIONS[level],
-                 message=params['text'], at=phase_record.iso(now), details=params.get('details') or {})
+                 message=params['text'], at=times.iso(now, millis=True), details=params.get('details') or {})
     if params.get('error_rate') is not None:
         event['error_rate'] = float(params['error_rate'])
     return dict(text=text, attachments=[dict(color=COLORS[level], title='cohort.rollout %s %s' % (

@@ -20,7 +20,6 @@ in a detached background process: the writer never waits for it and never fails 
 from __future__ import annotations
 
 import copy
-import datetime
 import errno
 import fcntl
 import json
@@ -34,15 +33,6 @@ FILE_MODE = 0o600
 
 class ReportError(Exception):
     """The report cannot be read or written."""
-
-
-def utc_now_iso(epoch=None):
-    """ISO-8601 UTC with a Z suffix, second precision: 2026-11-26T14:02:05Z."""
-    if epoch is None:
-        moment = datetime.datetime.now(datetime.timezone.utc)
-    else:
-        moment = datetime.datetime.fromtimestamp(epoch, datetime.timezone.utc)
-    return moment.strftime('%Y-%m-%dT%H:%M:%SZ')
 
 
 def deep_merge(base, update, none_deletes=False):

@@ -134,7 +134,6 @@ refreshed:
   type: bool
 """
 
-import datetime
 import fcntl
 import json
 import os
@@ -144,10 +143,7 @@ import time
 from ansible.module_utils.basic import AnsibleModule
 
 from ansible_collections.cohort.rollout.plugins.module_utils.rollout_lock import MODULE_ARGUMENT_SPEC
-
-
-def iso(epoch):
-    return datetime.datetime.fromtimestamp(epoch, datetime.timezone.utc).strftime('%Y-%m-%dT%H:%M:%SZ')
+from ansible_collections.cohort.rollout.plugins.module_utils.times import iso
 
 
 def read_lock(path):
