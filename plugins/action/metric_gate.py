@@ -21,11 +21,12 @@ from ansible.utils.display import Display
 from ansible_collections.cohort.rollout.plugins.module_utils import gates, guard_api, times
 from ansible_collections.cohort.rollout.plugins.module_utils import judge as judge_utils
 from ansible_collections.cohort.rollout.plugins.module_utils.arguments import ArgumentError, validate_args
+from ansible_collections.cohort.rollout.plugins.module_utils.merge import deep_merge
 from ansible_collections.cohort.rollout.plugins.module_utils.prometheus import (
     HttpGetter, PrometheusClient, PrometheusError, range_values, series_count, series_values, single_value,
 )
 from ansible_collections.cohort.rollout.plugins.module_utils.report import (
-    ReportError, deep_merge, update_phase,
+    ReportError, update_phase,
 )
 from ansible_collections.cohort.rollout.plugins.module_utils.traffic import ApplyError, TrafficError, check_shares
 from ansible_collections.cohort.rollout.plugins.module_utils.weights_api import post_shares

@@ -21,7 +21,7 @@ from ansible_collections.cohort.rollout.plugins.module_utils.durations import (
     DurationError, parse_duration, prometheus_duration,
 )
 from ansible_collections.cohort.rollout.plugins.module_utils import judge as judge_utils
-from ansible_collections.cohort.rollout.plugins.module_utils.report import deep_merge
+from ansible_collections.cohort.rollout.plugins.module_utils.merge import deep_merge
 
 # ---------------------------------------------------------------------------
 # Vocabulary
