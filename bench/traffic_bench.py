@@ -27,7 +27,6 @@ import time
 import requests
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-sys.path.insert(0, os.path.join(ROOT, 'tests', 'integration'))
 sys.path.insert(0, os.path.join(ROOT, 'collections'))
 
 from traffic_support import TOKEN, Lb, start_analyzer, stop  # noqa: E402

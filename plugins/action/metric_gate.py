@@ -18,13 +18,15 @@ from ansible.errors import AnsibleActionFail
 from ansible.plugins.action import ActionBase
 from ansible.utils.display import Display
 
-from ansible_collections.cohort.rollout.plugins.module_utils import gates, guard_api
+from ansible_collections.cohort.rollout.plugins.module_utils import gates, guard_api, times
 from ansible_collections.cohort.rollout.plugins.module_utils import judge as judge_utils
+from ansible_collections.cohort.rollout.plugins.module_utils.arguments import ArgumentError, validate_args
+from ansible_collections.cohort.rollout.plugins.module_utils.merge import deep_merge
 from ansible_collections.cohort.rollout.plugins.module_utils.prometheus import (
     HttpGetter, PrometheusClient, PrometheusError, range_values, series_count, series_values, single_value,
 )
 from ansible_collections.cohort.rollout.plugins.module_utils.report import (
-    ReportError, deep_merge, update_phase, utc_now_iso,
+    ReportError, update_phase,
 )
 from ansible_collections.cohort.rollout.plugins.module_utils.traffic import ApplyError, TrafficError, check_shares
 from ansible_collections.cohort.rollout.plugins.module_utils.weights_api import post_shares
@@ -95,11 +97,12 @@ class ActionModule(ActionBase):
     def run(self, tmp=None, task_vars=None):
         result = super().run(tmp, task_vars)
         del tmp
-        validation, params = self.validate_argument_spec(
-            argument_spec=gates.ARGUMENT_SPEC,
-            mutually_exclusive=gates.MUTUALLY_EXCLUSIVE,
-            required_together=gates.REQUIRED_TOGETHER,
-        )
+        try:
+            params = validate_args('metric_gate', self._task.args, gates.ARGUMENT_SPEC,
+                                   mutually_exclusive=gates.MUTUALLY_EXCLUSIVE,
+                                   required_together=gates.REQUIRED_TOGETHER)
+        except ArgumentError as exc:
+            raise AnsibleActionFail(str(exc))
         try:
             spec = gates.normalize_spec(params)
             if params.get('revert'):
@@ -315,7 +318,7 @@ class ActionModule(ActionBase):
             would = 'not rehearsable'
         no_data_gates = sorted(n for n, g in per_gate.items() if g.get('no_data'))
         rehearsal = dict(
-            window=dict(start=utc_now_iso(stamps[0]), end=utc_now_iso(stamps[-1]), step=spec['interval'],
+            window=dict(start=times.iso(stamps[0]), end=times.iso(stamps[-1]), step=spec['interval'],
                         samples=len(stamps)),
             gates=per_gate, min_requests=min_requests, would=would, gates_with_no_data=no_data_gates,
         )

@@ -14,27 +14,16 @@ import json
 import time
 
 from ansible.errors import AnsibleActionFail
-from ansible.module_utils.common.arg_spec import ArgumentSpecValidator
 from ansible.module_utils.urls import open_url
 from ansible.plugins.action import ActionBase
 from ansible.utils.display import Display
 
-from ansible_collections.cohort.rollout.plugins.module_utils import phase_record
+from ansible_collections.cohort.rollout.plugins.module_utils import phase_record, times
+from ansible_collections.cohort.rollout.plugins.module_utils.arguments import ArgumentError, validate_args
 
 display = Display()
 
-ARGUMENT_SPEC = dict(
-    url=dict(type='str', default='', no_log=True),  # a webhook URL is a credential
-    token=dict(type='str', no_log=True),
-    event=dict(type='str', required=True, choices=sorted(phase_record.EVENT_LEVELS)),
-    phase=dict(type='str', required=True),
-    text=dict(type='str', required=True),
-    error_rate=dict(type='raw'),
-    level=dict(type='str', choices=list(phase_record.LEVELS)),
-    details=dict(type='dict', default={}),
-    validate_certs=dict(type='bool', default=True),
-    timeout=dict(type='float', default=5.0),
-)
+ARGUMENT_SPEC = phase_record.NOTIFY_ARGUMENT_SPEC
 
 COLORS = {'info': '#2eb886', 'normal': '#439fe0', 'high': '#daa038', 'critical': '#a30200'}
 ACTIONS = {
@@ -58,7 +47,7 @@ def build_payload(params, level, why, now=None):
     fields.append(dict(title='Escalation', value='%s. %s' % (why, ACTIONS[level]), short=False))
     text = '[%s] cohort rollout %s: %s' % (level.upper(), params['phase'], params['text'])
     event = dict(event=params['event'], phase=params['phase'], level=level, escalation=why, action=ACTIONS[level],
-                 message=params['text'], at=phase_record.iso(now), details=params.get('details') or {})
+                 message=params['text'], at=times.iso(now, millis=True), details=params.get('details') or {})
     if params.get('error_rate') is not None:
         event['error_rate'] = float(params['error_rate'])
     return dict(text=text, attachments=[dict(color=COLORS[level], title='cohort.rollout %s %s' % (
@@ -75,10 +64,10 @@ class ActionModule(ActionBase):
     def run(self, tmp=None, task_vars=None):
         result = super().run(tmp, task_vars)
         del tmp
-        validated = ArgumentSpecValidator(ARGUMENT_SPEC).validate(self._task.args)
-        if validated.error_messages:
-            raise AnsibleActionFail('notify: %s' % '; '.join(validated.error_messages))
-        params = validated.validated_parameters
+        try:
+            params = validate_args('notify', self._task.args, ARGUMENT_SPEC)
+        except ArgumentError as exc:
+            raise AnsibleActionFail(str(exc))
         try:
             error_rate = params.get('error_rate')
             if error_rate in ('', None):

@@ -13,10 +13,10 @@ import os
 import time
 
 from ansible.errors import AnsibleActionFail
-from ansible.module_utils.common.arg_spec import ArgumentSpecValidator
 from ansible.plugins.action import ActionBase
 
-from ansible_collections.cohort.rollout.plugins.module_utils import phase_record, report_html
+from ansible_collections.cohort.rollout.plugins.module_utils import phase_record, report_html, times
+from ansible_collections.cohort.rollout.plugins.module_utils.arguments import ArgumentError, validate_args
 from ansible_collections.cohort.rollout.plugins.module_utils.report import (
     ReportError, read_report, update_phase,
 )
@@ -38,10 +38,10 @@ class ActionModule(ActionBase):
     def run(self, tmp=None, task_vars=None):
         result = super().run(tmp, task_vars)
         del tmp
-        validated = ArgumentSpecValidator(ARGUMENT_SPEC).validate(self._task.args)
-        if validated.error_messages:
-            raise AnsibleActionFail('report: %s' % '; '.join(validated.error_messages))
-        params = validated.validated_parameters
+        try:
+            params = validate_args('report', self._task.args, ARGUMENT_SPEC)
+        except ArgumentError as exc:
+            raise AnsibleActionFail(str(exc))
         path, phase = params['path'], params['phase']
         now = time.time()
         try:
@@ -58,15 +58,15 @@ class ActionModule(ActionBase):
                 result['forced'] = not ok
             data = dict(params['data'])
             for key in params['stamp']:
-                data[key] = phase_record.iso(now)
+                data[key] = times.iso(now, millis=True)
                 data[key.replace('_at', '') + '_epoch'] = round(now, 3)
             if result.get('forced'):
                 data['forced'] = dict(by=task_vars.get('ansible_user_id') or os.environ.get('USER', ''),
-                                      at=phase_record.iso(now), overridden=result['order_message'])
+                                      at=times.iso(now, millis=True), overridden=result['order_message'])
             if params['timing']:
                 trip = params['timing']['trip']
                 trip = now if trip == 'now' else trip
-                data['trip_at'] = phase_record.iso(phase_record.parse_time(trip))
+                data['trip_at'] = times.iso(phase_record.parse_time(trip), millis=True)
                 data['durations'] = phase_record.durations(trip, params['timing']['marks'], now=now)
             if self._task.check_mode:
                 result.update(changed=bool(data), phase_data=data)

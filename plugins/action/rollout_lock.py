@@ -17,6 +17,9 @@ import socket
 from ansible.errors import AnsibleActionFail
 from ansible.plugins.action import ActionBase
 
+from ansible_collections.cohort.rollout.plugins.module_utils.arguments import ArgumentError, validate_args
+from ansible_collections.cohort.rollout.plugins.module_utils.rollout_lock import LOCK_ARGUMENT_SPEC
+
 MODULE = 'cohort.rollout.rollout_lock'
 
 
@@ -75,21 +78,20 @@ class ActionModule(ActionBase):
     """Take or release the rollout lock (see the module documentation)."""
 
     TRANSFERS_FILES = False
-    _VALID_ARGS = frozenset(('path', 'state', 'ttl', 'break_lock', 'phase'))
+    # What a task may pass; holder, expected_holder and stale_holder are this plugin's to set.
+    _VALID_ARGS = frozenset(LOCK_ARGUMENT_SPEC)
 
     def run(self, tmp=None, task_vars=None):
         result = super().run(tmp, task_vars)
         del tmp
-        args = dict(self._task.args)
-        unknown = set(args) - self._VALID_ARGS
-        if unknown:
-            raise AnsibleActionFail('rollout_lock: unsupported arguments %s' % ', '.join(sorted(unknown)))
-        if not args.get('path'):
-            raise AnsibleActionFail('rollout_lock: path is required')
+        try:
+            module_args = validate_args('rollout_lock', self._task.args, LOCK_ARGUMENT_SPEC)
+        except ArgumentError as exc:
+            raise AnsibleActionFail(str(exc))
+        if not module_args['path']:
+            raise AnsibleActionFail('rollout_lock: path must not be empty')
         holder = run_identity()
-        holder['phase'] = args.pop('phase', None) or ''
-        module_args = dict(path=args['path'], state=args.get('state', 'present'), holder=holder,
-                           ttl=int(args.get('ttl', 86400)), break_lock=bool(args.get('break_lock', False)))
+        module_args['holder'] = holder
         first = self._execute_module(module_name=MODULE, module_args=module_args, task_vars=task_vars)
         if module_args['state'] == 'query':
             found = first.get('holder')

@@ -14,11 +14,11 @@ import os
 import tempfile
 
 from ansible.errors import AnsibleActionFail
-from ansible.module_utils.common.arg_spec import ArgumentSpecValidator
 from ansible.plugins.action import ActionBase
 from ansible.utils.display import Display
 
 from ansible_collections.cohort.rollout.plugins.module_utils import report_html
+from ansible_collections.cohort.rollout.plugins.module_utils.arguments import ArgumentError, validate_args
 from ansible_collections.cohort.rollout.plugins.module_utils import rollout_status
 from ansible_collections.cohort.rollout.plugins.module_utils.prometheus import HttpGetter, PrometheusError
 
@@ -53,10 +53,10 @@ class ActionModule(ActionBase):
     def run(self, tmp=None, task_vars=None):
         result = super().run(tmp, task_vars)
         del tmp
-        validated = ArgumentSpecValidator(ARGUMENT_SPEC).validate(self._task.args)
-        if validated.error_messages:
-            raise AnsibleActionFail('rollout_status: %s' % '; '.join(validated.error_messages))
-        params = validated.validated_parameters
+        try:
+            params = validate_args('rollout_status', self._task.args, ARGUMENT_SPEC)
+        except ArgumentError as exc:
+            raise AnsibleActionFail(str(exc))
         report, _raw, problems = report_html.read_source(params['report_path'])
         answer, error = None, None
         if params['lb_api_url']:

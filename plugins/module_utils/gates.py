@@ -44,7 +44,7 @@ from concurrent.futures import wait as wait_futures
 from ansible_collections.cohort.rollout.plugins.module_utils import durations
 from ansible_collections.cohort.rollout.plugins.module_utils import judge as judge_utils
 from ansible_collections.cohort.rollout.plugins.module_utils.prometheus import redact_url
-from ansible_collections.cohort.rollout.plugins.module_utils.report import utc_now_iso
+from ansible_collections.cohort.rollout.plugins.module_utils.times import iso
 
 OPS = {
     'lt': ('<', lambda v, t: v < t),
@@ -462,8 +462,8 @@ class Bake(object):
         start = self.judge_window_start if self.judge_window_start is not None else now
         judgement = self.judge_runner(start, now)
         judgement['final'] = bool(final)
-        judgement['at'] = utc_now_iso(now)
-        judgement.setdefault('window', dict(start=utc_now_iso(start), end=utc_now_iso(now), seconds=round(now - start, 3)))
+        judgement['at'] = iso(now)
+        judgement.setdefault('window', dict(start=iso(start), end=iso(now), seconds=round(now - start, 3)))
         self.judgements.append(judgement)
         self.last_judged = self.clock.mono()
         self.emit(judge_utils.summary_line(self.spec['phase'], judgement, final=final))
@@ -478,7 +478,7 @@ class Bake(object):
 
     def _finish(self, verdict, reasons, msg=None):
         wall = self.clock.wall()
-        ended = utc_now_iso(wall)
+        ended = iso(wall)
         record = self.record(verdict, verdict, reasons, ended)
         record['waited_s'] = round(self.waited, 3)
         self.on_update(record)
@@ -505,7 +505,7 @@ class Bake(object):
     def take_sample(self, number):
         """Query every check once; return (sample record, trip, inconclusive_over)."""
         epoch = self.clock.wall()
-        at = utc_now_iso(epoch)
+        at = iso(epoch)
         values = {}
         parts = []
         trip = None
@@ -592,7 +592,7 @@ class Bake(object):
         clock = self.clock
         start = clock.mono()
         deadline = start + spec['max_runtime']
-        self.started_at = utc_now_iso(clock.wall())
+        self.started_at = iso(clock.wall())
         self.on_update(self.record('running'))
         self.emit('[%s] bake: %d samples every %s over %s after an initial delay of %s (max runtime %s); gates: %s'
                   % (spec['phase'], spec['sample_count'], format_duration(spec['interval']),
@@ -702,19 +702,19 @@ def rehearse_check(check, points):
         elif status == 'fail':
             failed += 1
             if first_failure is None:
-                first_failure = utc_now_iso(epoch)
+                first_failure = iso(epoch)
             if check.get('sustain'):
                 tripped = streak > check['sustain_samples']
             else:
                 tripped = failed > check['failure_limit']
             if tripped and trip_at is None:
-                trip_at = utc_now_iso(epoch)
+                trip_at = iso(epoch)
         else:
             no_data += 1
             key = note or cnote or 'no data'
             notes[key] = notes.get(key, 0) + 1
             if no_data > check['inconclusive_limit'] and inconclusive_over_at is None:
-                inconclusive_over_at = utc_now_iso(epoch)
+                inconclusive_over_at = iso(epoch)
         if status != 'inconclusive':
             worst = worse(check['op'], worst, value)
     if trip_at:

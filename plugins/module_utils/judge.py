@@ -43,7 +43,7 @@ except ImportError as _exc:  # pragma: no cover - exercised where scipy is absen
     SCIPY_IMPORT_ERROR = _exc
 
 from ansible_collections.cohort.rollout.plugins.module_utils.durations import DurationError, parse_duration
-from ansible_collections.cohort.rollout.plugins.module_utils.report import utc_now_iso
+from ansible_collections.cohort.rollout.plugins.module_utils.times import iso
 
 DIRECTIONS = ('increase', 'decrease', 'either')  # which change is bad
 STATISTICS = ('median', 'mean')
@@ -326,7 +326,7 @@ def judge_window(range_series, config, start, end):
         res['query_notes'] = by_variant
         if res['classification'] == 'nodata':
             res['note'] += '; ' + '; '.join('%s: %s' % item for item in sorted(by_variant.items()))
-    judgement['window'] = dict(start=utc_now_iso(start), end=utc_now_iso(end), seconds=round(end - start, 3),
+    judgement['window'] = dict(start=iso(start), end=iso(end), seconds=round(end - start, 3),
                                step=config['step'])
     return judgement
 

@@ -14,6 +14,8 @@ import math
 import os
 import time
 
+from ansible_collections.cohort.rollout.plugins.module_utils import times
+
 # Escalation levels of the runbook, lowest first. "info" is a routine event (phase start, pass).
 # Arguments of cohort.rollout.report: the action plugin validates with it, and the
 # documentation module declares it, so ansible-test checks the docs against the same spec.
@@ -42,42 +44,32 @@ EVENT_LEVELS = {
     'rollback_failed': 'critical',
 }
 
+# Arguments of cohort.rollout.notify: the action plugin validates with it, and the documentation
+# module declares it (as REPORT_ARGUMENT_SPEC above).
+NOTIFY_ARGUMENT_SPEC = dict(
+    url=dict(type='str', default='', no_log=True),  # a webhook URL is a credential
+    token=dict(type='str', no_log=True),
+    event=dict(type='str', required=True, choices=sorted(EVENT_LEVELS)),
+    phase=dict(type='str', required=True),
+    text=dict(type='str', required=True),
+    error_rate=dict(type='raw'),
+    level=dict(type='str', choices=list(LEVELS)),
+    details=dict(type='dict', default={}),
+    validate_certs=dict(type='bool', default=True),
+    timeout=dict(type='float', default=5.0),
+)
+
 
 class RecordError(Exception):
     """Bad input for a phase record."""
 
 
 def parse_time(value):
-    """Epoch seconds from a number, a numeric string or an ISO-8601 UTC time ('...Z'); None stays None."""
-    if value is None or value == '':
-        return None
-    if isinstance(value, bool):
-        raise RecordError('not a time: %r' % (value,))
-    if isinstance(value, (int, float)):
-        number = float(value)
-    else:
-        text = str(value).strip()
-        try:
-            number = float(text)
-        except ValueError:
-            if text.endswith('Z'):
-                text = text[:-1] + '+00:00'
-            try:
-                moment = datetime.datetime.fromisoformat(text)
-            except ValueError:
-                raise RecordError('not a time (epoch seconds or ISO-8601): %r' % (value,))
-            if moment.tzinfo is None:
-                moment = moment.replace(tzinfo=datetime.timezone.utc)
-            number = moment.timestamp()
-    if math.isnan(number) or math.isinf(number) or number < 0:
-        raise RecordError('not a time: %r' % (value,))
-    return number
-
-
-def iso(epoch):
-    """ISO-8601 UTC with milliseconds: 2026-11-26T14:02:05.123Z."""
-    moment = datetime.datetime.fromtimestamp(epoch, datetime.timezone.utc)
-    return moment.strftime('%Y-%m-%dT%H:%M:%S.') + '%03dZ' % (moment.microsecond // 1000)
+    """Epoch seconds of a time (module_utils/times.py); RecordError when it is not one."""
+    try:
+        return times.parse_time(value)
+    except times.TimeError as exc:
+        raise RecordError(str(exc))
 
 
 def previous_phase(phases, phase):

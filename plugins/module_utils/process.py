@@ -30,6 +30,8 @@ import signal
 import tempfile
 import time
 
+from ansible_collections.cohort.rollout.plugins.module_utils.times import iso
+
 METADATA_VERSION = 1
 PROC = '/proc'
 BOOT_ID_PATH = '/proc/sys/kernel/random/boot_id'
@@ -468,7 +470,7 @@ def start(name, argv, pidfile, logfile, executable=None, chdir='/', environment=
         'env_hash': env_hash(environment, secret_environment, salt),
         'start_time': stat[1] if stat else None,
         'boot_id': read_boot_id(),
-        'started_at': time.strftime('%Y-%m-%dT%H:%M:%SZ', time.gmtime()),
+        'started_at': iso(),
     }
     write_state(pidfile, meta)
 

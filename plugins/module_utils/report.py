@@ -19,46 +19,19 @@ in a detached background process: the writer never waits for it and never fails 
 
 from __future__ import annotations
 
-import copy
-import datetime
 import errno
 import fcntl
 import json
 import os
 
 from ansible_collections.cohort.rollout.plugins.module_utils import process, report_html
+from ansible_collections.cohort.rollout.plugins.module_utils.merge import deep_merge
 
 FILE_MODE = 0o600
 
 
 class ReportError(Exception):
     """The report cannot be read or written."""
-
-
-def utc_now_iso(epoch=None):
-    """ISO-8601 UTC with a Z suffix, second precision: 2026-11-26T14:02:05Z."""
-    if epoch is None:
-        moment = datetime.datetime.now(datetime.timezone.utc)
-    else:
-        moment = datetime.datetime.fromtimestamp(epoch, datetime.timezone.utc)
-    return moment.strftime('%Y-%m-%dT%H:%M:%SZ')
-
-
-def deep_merge(base, update, none_deletes=False):
-    """Return ``base`` with ``update`` merged in: dicts recurse, anything else replaces.
-
-    With ``none_deletes`` a ``None`` in ``update`` removes the key (how rollout spec overrides drop a gate);
-    without it, ``None`` is stored (a report field that is null). The inputs are not modified.
-    """
-    result = copy.deepcopy(base) if isinstance(base, dict) else {}
-    for key, value in update.items():
-        if none_deletes and value is None:
-            result.pop(key, None)
-        elif isinstance(value, dict) and isinstance(result.get(key), dict):
-            result[key] = deep_merge(result[key], value, none_deletes)
-        else:
-            result[key] = copy.deepcopy(value)
-    return result
 
 
 def _load(path):

@@ -21,7 +21,7 @@ from ansible_collections.cohort.rollout.plugins.module_utils.durations import (
     DurationError, parse_duration, prometheus_duration,
 )
 from ansible_collections.cohort.rollout.plugins.module_utils import judge as judge_utils
-from ansible_collections.cohort.rollout.plugins.module_utils.report import deep_merge
+from ansible_collections.cohort.rollout.plugins.module_utils.merge import deep_merge
 
 # ---------------------------------------------------------------------------
 # Vocabulary
@@ -398,12 +398,17 @@ def _judge_raw(spec, phase, judge):
     return raw
 
 
-def judge_config(spec, phase):
-    """metric_gate's ``judge`` option for one phase, or None when the phase declares no judge."""
+def phase_spec(spec, phase):
+    """The valid spec and its phase ``phase``; SpecError naming the phases when there is no such phase."""
     spec = ensure_valid(spec)
     if phase not in spec['phases']:
         raise SpecError('rollout_spec.phases: unknown phase %r (phases: %s)' % (phase, ', '.join(spec['phase_order'])))
-    pspec = spec['phases'][phase]
+    return spec, spec['phases'][phase]
+
+
+def judge_config(spec, phase):
+    """metric_gate's ``judge`` option for one phase, or None when the phase declares no judge."""
+    spec, pspec = phase_spec(spec, phase)
     if not pspec.get('judge'):
         return None
     return _judge_raw(spec, pspec, pspec['judge'])
@@ -455,10 +460,7 @@ def gate_checks(spec, phase, details=False):
     Each item is {name, query, op, threshold, failure_limit}; with details=true also
     title, unit, action and sustain (for reports and notifications).
     """
-    spec = ensure_valid(spec)
-    if phase not in spec['phases']:
-        raise SpecError('rollout_spec.phases: unknown phase %r (phases: %s)' % (phase, ', '.join(spec['phase_order'])))
-    pspec = spec['phases'][phase]
+    spec, pspec = phase_spec(spec, phase)
     checks = []
     for name, gconf in pspec['gates'].items():
         gate = spec['gates'][name]
@@ -483,10 +485,7 @@ def gate_checks(spec, phase, details=False):
 
 def gate_min_requests(spec, phase):
     """metric_gate's ``min_requests``: candidate requests per sample interval, or None when the phase sets 0."""
-    spec = ensure_valid(spec)
-    if phase not in spec['phases']:
-        raise SpecError('rollout_spec.phases: unknown phase %r (phases: %s)' % (phase, ', '.join(spec['phase_order'])))
-    pspec = spec['phases'][phase]
+    spec, pspec = phase_spec(spec, phase)
     if not pspec['min_requests']:
         return None
     return {'query': 'sum(increase(%s[%s]))'

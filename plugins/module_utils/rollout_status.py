@@ -10,9 +10,10 @@ candidate host, the report) and this module judges and formats them. Nothing her
 
 from __future__ import annotations
 
-import datetime
 import math
 import re
+
+from ansible_collections.cohort.rollout.plugins.module_utils.times import epoch_or_none
 
 STATUS_ARGUMENT_SPEC = dict(
     report_path=dict(type='path', required=True),
@@ -30,23 +31,6 @@ STATUS_ARGUMENT_SPEC = dict(
 )
 OPS = {'lt': '<', 'le': '<=', 'gt': '>', 'ge': '>='}
 TERMINAL = ('passed', 'failed', 'inconclusive')
-
-
-def _epoch(value):
-    if value is None or value == '' or isinstance(value, bool):
-        return None
-    if isinstance(value, (int, float)):
-        return float(value)
-    text = str(value).strip()
-    if text.endswith('Z'):
-        text = text[:-1] + '+00:00'
-    try:
-        moment = datetime.datetime.fromisoformat(text)
-    except ValueError:
-        return None
-    if moment.tzinfo is None:
-        moment = moment.replace(tzinfo=datetime.timezone.utc)
-    return moment.timestamp()
 
 
 def fmt(value):
@@ -195,8 +179,8 @@ def build_status(report, report_problems, shares, locks, candidates, baseline, c
         warnings.append('%s gets %s of the traffic but no %s analyzer answers' % (candidate, pct(cand_share),
                                                                                   candidate))
     # The headline: what a person wants first.
-    last_start = max([_epoch(p['started_at']) or 0 for p in phase_list] or [0])
-    if rollback and (_epoch(rollback.get('started_at')) or 0) >= last_start and rollback.get('status'):
+    last_start = max([epoch_or_none(p['started_at']) or 0 for p in phase_list] or [0])
+    if rollback and (epoch_or_none(rollback.get('started_at')) or 0) >= last_start and rollback.get('status'):
         reason = str(rollback.get('reason') or '')
         headline = 'ROLLED BACK (%s, %s) at %s: %s' % (
             rollback.get('trigger'), rollback.get('phase') or 'no phase',
@@ -206,7 +190,7 @@ def build_status(report, report_problems, shares, locks, candidates, baseline, c
         headline = 'phase %s RUNNING: sample %s of %s' % (phase['phase'], phase['samples'],
                                                           phase['planned_samples'] or '?')
     elif phase_list:
-        last = sorted(phase_list, key=lambda p: _epoch(p['started_at']) or 0)[-1]
+        last = sorted(phase_list, key=lambda p: epoch_or_none(p['started_at']) or 0)[-1]
         headline = 'last phase %s %s' % (last['phase'], str(last['status']).upper())
         if last['phase'] == phases[-1] and last['status'] == 'passed':
             headline = 'rollout COMPLETE: every phase passed'
@@ -248,7 +232,7 @@ def render_text(status):
         lines.append('report %s: not readable' % status['report_path'])
     for phase in status['phases']:
         took = ''
-        start, end = _epoch(phase['started_at']), _epoch(phase['ended_at'])
+        start, end = epoch_or_none(phase['started_at']), epoch_or_none(phase['ended_at'])
         if start and end:
             took = ' in %.0f s' % (end - start)
         lines.append('%-8s %-12s%s  started %s  samples %s%s' % (

@@ -103,23 +103,11 @@ delivered:
 """
 
 from ansible.module_utils.basic import AnsibleModule
+from ansible_collections.cohort.rollout.plugins.module_utils.phase_record import NOTIFY_ARGUMENT_SPEC
 
 
 def main():
-    module = AnsibleModule(argument_spec=dict(
-        url=dict(type='str', default='', no_log=True),  # a webhook URL is a credential
-        token=dict(type='str', no_log=True),
-        event=dict(type='str', required=True,
-                   choices=['complete', 'failed', 'inconclusive', 'investigate', 'passed', 'refused', 'rollback',
-                            'rollback_failed', 'start']),
-        phase=dict(type='str', required=True),
-        text=dict(type='str', required=True),
-        error_rate=dict(type='raw'),
-        level=dict(type='str', choices=['info', 'normal', 'high', 'critical']),
-        details=dict(type='dict', default={}),
-        validate_certs=dict(type='bool', default=True),
-        timeout=dict(type='float', default=5.0),
-    ), supports_check_mode=True)
+    module = AnsibleModule(argument_spec=NOTIFY_ARGUMENT_SPEC, supports_check_mode=True)
     module.fail_json(msg='cohort.rollout.notify runs on the controller as an action plugin; '
                          'this module file holds its documentation only.')
 

@@ -13,11 +13,13 @@ description:
   - Takes, keeps or releases the rollout lock of one load balancer. The lock is a JSON file on the load balancer
     host (not on the controller), so two controllers that share nothing still exclude each other.
   - The action plugin of the same name runs on the controller. It describes the holder (controller host name,
-    C(ansible-playbook) pid and its start time, user, phase), runs this module on the load balancer host and, when
+    C(ansible-playbook) pid and its start time, user), runs this module on the load balancer host and, when
     the lock is held by a run of the same controller host, checks whether that run's process still exists. A lock
     whose holder process is gone, or whose O(ttl) has expired, is reported as stale.
   - A held lock, stale or not, is only replaced when O(break_lock=true); the previous holder is returned so that
     the caller can record it.
+  - A task passes O(path), O(state), O(ttl), O(break_lock) and O(phase) only; the action plugin validates them with
+    the argument spec this module declares and refuses anything else before the lock is touched.
   - Acquiring a lock already held by the same run keeps it and refreshes its expiry (O(ttl) from now) and its
     phase, so that the lock C(deploy.yml) carries from one phase into the next never looks stale while it runs.
 author:
@@ -25,7 +27,7 @@ author:
 options:
   path:
     description:
-      - Path of the lock file on the load balancer host. Its directory must exist.
+      - Path of the lock file on the load balancer host. Its directory is made (mode 0700) when missing.
     type: path
     required: true
   state:
@@ -36,11 +38,6 @@ options:
     type: str
     choices: [present, absent, query]
     default: present
-  holder:
-    description:
-      - Who takes or releases the lock. Filled in by the action plugin; C(id) identifies the run.
-    type: dict
-    required: true
   ttl:
     description:
       - Seconds after which a lock counts as stale even when its holder cannot be checked (another controller).
@@ -50,15 +47,30 @@ options:
   break_lock:
     description:
       - Replace a lock held by another run (stale or not). Explicit only; the previous holder is returned.
+      - A boolean; the string V(false) (as a Jinja2 expression may render it) does not break the lock.
     type: bool
     default: false
+  phase:
+    description:
+      - Which phase takes the lock, shown to whoever finds it held and recorded when the lock is broken.
+      - Taking a lock this run already holds moves it to this phase.
+    type: str
+    default: ''
+  holder:
+    description:
+      - Set by the action plugin, never by a task (a task that sets it fails and nothing is changed).
+      - Who takes or releases the lock, as only the controller knows it (controller host name, C(ansible-playbook)
+        pid and its start time, user); C(id) identifies the run.
+    type: dict
   expected_holder:
     description:
+      - Set by the action plugin, never by a task (a task that sets it fails and nothing is changed).
       - With O(break_lock), only break the lock if it is still held by the run with this C(id) (compare and swap,
         so a lock taken in between by a live run is not broken by accident).
     type: str
   stale_holder:
     description:
+      - Set by the action plugin, never by a task (a task that sets it fails and nothing is changed).
       - C(id) of a holder that the controller found dead (its process is gone). Reported back as C(stale).
     type: str
 attributes:
@@ -79,6 +91,7 @@ EXAMPLES = r"""
   cohort.rollout.rollout_lock:
     path: /var/lib/cohort-rollout/rollout.lock
     ttl: 28800
+    phase: canary
   delegate_to: "{{ groups['loadbalancers'][0] }}"
 
 - name: Break a stale lock left by a killed run (explicit)
@@ -121,7 +134,6 @@ refreshed:
   type: bool
 """
 
-import datetime
 import fcntl
 import json
 import os
@@ -130,9 +142,8 @@ import time
 
 from ansible.module_utils.basic import AnsibleModule
 
-
-def iso(epoch):
-    return datetime.datetime.fromtimestamp(epoch, datetime.timezone.utc).strftime('%Y-%m-%dT%H:%M:%SZ')
+from ansible_collections.cohort.rollout.plugins.module_utils.rollout_lock import MODULE_ARGUMENT_SPEC
+from ansible_collections.cohort.rollout.plugins.module_utils.times import iso
 
 
 def read_lock(path):
@@ -240,7 +251,7 @@ def run(module):
                               msg='lock is held by another run, left alone: %s' % describe(current))
             return result
 
-        mine = dict(holder)
+        mine = dict(holder, phase=params['phase'])
         mine.update(acquired_epoch=now, expires_epoch=now + params['ttl'], acquired_at=iso(now),
                     expires_at=iso(now + params['ttl']), lock_host=os.uname()[1])
         if current is None:
@@ -252,7 +263,7 @@ def run(module):
             # deploy.yml carries its lock from one phase into the next: the expiry (and the
             # phase shown to whoever finds it held) must follow, or the lock looks STALE.
             kept = dict(current)
-            kept.update(phase=holder.get('phase') or current.get('phase'), expires_epoch=now + params['ttl'],
+            kept.update(phase=params['phase'] or current.get('phase'), expires_epoch=now + params['ttl'],
                         expires_at=iso(now + params['ttl']), refreshed_at=iso(now))
             if not module.check_mode:
                 write_lock(path, kept, exclusive=False)
@@ -289,18 +300,7 @@ def run(module):
 
 
 def main():
-    module = AnsibleModule(
-        argument_spec=dict(
-            path=dict(type='path', required=True),
-            state=dict(type='str', default='present', choices=['present', 'absent', 'query']),
-            holder=dict(type='dict', required=True),
-            ttl=dict(type='int', default=86400),
-            break_lock=dict(type='bool', default=False),
-            expected_holder=dict(type='str'),
-            stale_holder=dict(type='str'),
-        ),
-        supports_check_mode=True,
-    )
+    module = AnsibleModule(argument_spec=MODULE_ARGUMENT_SPEC, supports_check_mode=True)
     try:
         result = run(module)
     except OSError as exc:

@@ -8,12 +8,14 @@ import json
 import math
 import os
 import subprocess
+import sys
 import tempfile
 
 import pytest
 import requests
 
-from traffic_support import ROOT, TOKEN, VENV_BIN, Lb, start_analyzer, stop
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))), 'bench'))
+from traffic_support import ROOT, TOKEN, VENV_BIN, Lb, start_analyzer, stop  # noqa: E402  pylint: disable=wrong-import-position
 
 FE_PORT, API_PORT = 28300, 28301
 ORIG_PORTS, FAST_PORT = (28311, 28312, 28313), 28314

@@ -15,12 +15,14 @@ import math
 import os
 import re
 import subprocess
+import sys
 import time
 
 import pytest
 import requests
 
-from traffic_support import ROOT, VENV_BIN
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))), 'bench'))
+from traffic_support import ROOT, VENV_BIN  # noqa: E402  pylint: disable=wrong-import-position
 
 REQUESTS_PER_SHARE = 10000
 WORKERS = 8

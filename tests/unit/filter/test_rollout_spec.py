@@ -398,3 +398,11 @@ def test_guard_alerts_are_the_rendered_rollback_alerts_of_the_phase():
     assert 'RolloutGateErrorRate' not in rollout.guard_alerts(s, 'rollout')
     with pytest.raises(SpecError, match='unknown phase'):
         rollout.guard_alerts(s, 'bogus')
+
+
+@pytest.mark.parametrize('name', ['gate_checks', 'gate_min_requests', 'judge_config'])
+def test_every_per_phase_view_refuses_an_unknown_phase_the_same_way(name):
+    from ansible_collections.cohort.rollout.plugins.module_utils import rollout_spec as spec_utils
+    with pytest.raises(spec_utils.SpecError) as err:
+        getattr(spec_utils, name)(spec(), 'bogus')
+    assert str(err.value) == "rollout_spec.phases: unknown phase 'bogus' (phases: canary, ramp, rollout)"

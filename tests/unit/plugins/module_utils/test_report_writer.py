@@ -81,11 +81,6 @@ def test_concurrent_writers_lose_nothing(tmp_path):
         assert len(doc[phase]) == 25
 
 
-def test_utc_now_iso():
-    assert report.utc_now_iso(0) == '1970-01-01T00:00:00Z'
-    assert report.utc_now_iso().endswith('Z')
-
-
 def test_first_write_on_a_fresh_controller_makes_the_directory(tmp_path):
     path = tmp_path / 'state' / 'cohort-rollout' / 'report.json'
     report.update_phase(str(path), 'canary', {'status': 'running'})

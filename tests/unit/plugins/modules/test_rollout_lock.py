@@ -14,7 +14,8 @@ from ansible_collections.cohort.rollout.plugins.modules import rollout_lock
 
 
 def run(args, capsys, check=False):
-    args = dict(args, _ansible_check_mode=check)
+    args = dict(dict(phase='canary'), **args)
+    args['_ansible_check_mode'] = check
     with patch_module_args(args):
         with pytest.raises(SystemExit):
             rollout_lock.main()
@@ -22,7 +23,7 @@ def run(args, capsys, check=False):
 
 
 def holder(name, **kw):
-    doc = dict(id='ctl:%s:1' % name, controller='ctl', pid=1, pid_start='1', user='u', phase='canary')
+    doc = dict(id='ctl:%s:1' % name, controller='ctl', pid=1, pid_start='1', user='u')
     doc.update(kw)
     return doc
 
@@ -138,7 +139,7 @@ def test_same_run_retaking_refreshes_expiry_and_phase(tmp_path, capsys):
     doc['expires_epoch'] = time.time() - 1  # the canary outlived its TTL estimate
     with open(path, 'w') as handle:
         json.dump(doc, handle)
-    again = run(dict(path=path, holder=holder('a', phase='ramp'), ttl=600), capsys)
+    again = run(dict(path=path, holder=holder('a'), phase='ramp', ttl=600), capsys)
     assert again['acquired'] and again['refreshed'] and not again['changed']
     now = json.load(open(path))
     assert now['phase'] == 'ramp' and now['expires_epoch'] > time.time() + 590
@@ -156,10 +157,10 @@ def test_refused_lock_points_to_rollback_without_flags(tmp_path, capsys):
 
 
 @pytest.mark.parametrize('result, state', [
-    (dict(broken=holder('a'), stale=True, expired=True), 'stale'),
-    (dict(broken=holder('a'), stale=False, expired=False, broken_holder_alive=False), 'stale'),
-    (dict(broken=holder('a'), stale=False, expired=False, broken_holder_alive=True), 'live'),
-    (dict(broken=holder('a'), stale=False, expired=False, broken_holder_alive=None), 'unknown'),
+    (dict(broken=holder('a', phase='canary'), stale=True, expired=True), 'stale'),
+    (dict(broken=holder('a', phase='canary'), stale=False, expired=False, broken_holder_alive=False), 'stale'),
+    (dict(broken=holder('a', phase='canary'), stale=False, expired=False, broken_holder_alive=True), 'live'),
+    (dict(broken=holder('a', phase='canary'), stale=False, expired=False, broken_holder_alive=None), 'unknown'),
 ])
 def test_taken_over_says_whose_lock_and_what_was_known(result, state):
     doc = lock_action.taken_over(result)

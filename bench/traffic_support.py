@@ -1,4 +1,7 @@
-"""Real processes for the traffic tests: cohort analyzers, HAProxy, the LB weights API.
+"""Real processes for the traffic bench and tests: cohort analyzers, HAProxy, the LB weights API.
+
+Lives in bench/ (as gate_prometheus.py does): bench/traffic_bench.py and tests/integration/test_traffic_*.py
+both use it, and bench/ imports nothing from tests/.
 
 Standalone tests use ports 28300-28399 (never the sandbox's). Every process
 started here is stopped by its own Popen handle (never by pattern).
@@ -15,7 +18,7 @@ import time
 import requests
 import yaml
 
-ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 VENV_BIN = os.path.join(ROOT, '.venv', 'bin')
 API_PROGRAM = os.path.join(ROOT, 'roles', 'loadbalancer', 'files', 'traffic_api.py')
 TOKEN = 'test-token-28300'
