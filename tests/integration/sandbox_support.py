@@ -42,17 +42,24 @@ def wait_candidate_quiet(pool='ultra_fast', timeout=120):
     running is not waited for: its data is its own build's.
     """
     deadline = time.monotonic() + timeout
-    left = None
+    left, error = None, None
     while time.monotonic() < deadline:
-        up = _query('max(up{pool="%s"})' % pool)
-        if up and float(up[0]['value'][1]) == 1:
-            return
-        left = _query('count by (__name__) ({__name__=~"cohort_discovery_.+", variant="%s"})' % pool)
-        if not left:
-            return
+        try:
+            up = _query('max(up{pool="%s"})' % pool)
+            if up and float(up[0]['value'][1]) == 1:
+                return
+            # No answer for the candidate's target yet (Prometheus just restarted, a drill stopped it): wait.
+            if up:
+                left = _query('count by (__name__) ({__name__=~"cohort_discovery_.+", variant="%s"})' % pool)
+                if not left:
+                    return
+            error = None
+        except (requests.RequestException, KeyError, ValueError) as exc:
+            error = exc
         time.sleep(1)
-    raise AssertionError('after %ss the stopped %s candidate still has recorded series in Prometheus: %s'
-                         % (timeout, pool, [s['metric'] for s in left or []]))
+    raise AssertionError('after %ss the stopped %s candidate still has recorded series in Prometheus: %s%s'
+                         % (timeout, pool, [s['metric'] for s in left or []],
+                            ' (last query failed: %s)' % error if error else ''))
 
 
 def _query(expr):
