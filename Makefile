@@ -10,7 +10,7 @@ export ANSIBLE_CONFIG := $(CURDIR)/ansible.cfg
 PLAYBOOK := $(BIN)/ansible-playbook
 SANITY_ROOT := $(or $(TMPDIR),/tmp)/cohort-rollout-sanity/ansible_collections/cohort/rollout
 
-.PHONY: setup sandbox sandbox-down fleet fleet-down demo test lint sanity unit molecule integration fleet-test bench build clean
+.PHONY: setup sandbox sandbox-down fleet fleet-down ee ee-test demo test lint sanity unit molecule integration fleet-test bench build clean
 
 setup:
 	@scripts/setup.sh
@@ -27,6 +27,15 @@ fleet: setup
 
 fleet-down:
 	scripts/fleet.sh down
+
+# The execution environment localhost/cohort-rollout-ee:<version> (+ :latest), built with podman from
+# execution-environment.yml on a local Debian 12 base, no registry (docs/awx.md); reused when unchanged.
+ee: setup
+	scripts/ee.sh build
+
+# Jobs run as AWX runs them: ansible-runner with process isolation in the EE, against a fleet of its own.
+ee-test: setup
+	scripts/ee-test.sh
 
 demo: sandbox
 	scripts/demo.sh
