@@ -1,6 +1,7 @@
 # cohort.rollout — progressive delivery for VM fleets.
 #   make demo    set up, bring the sandbox up, run the main job, say where to look
-#   make test    set up, then lint, sanity, unit, molecule, integration and fleet tests
+#   make test    set up, then lint, sanity, unit, molecule, integration, fleet and EE tests
+#   make ee      build (or reuse) the execution environment localhost/cohort-rollout-ee (docs/awx.md)
 SHELL := /bin/bash
 .SHELLFLAGS := -eu -o pipefail -c
 VENV := .venv
@@ -72,7 +73,7 @@ build: setup
 	$(BIN)/ansible-galaxy collection build --force --output-path .sandbox/dist
 
 # Each tier in turn (the first failure stops), with its wall time, so that where the time goes is on record.
-TIERS := lint sanity unit molecule integration fleet-test
+TIERS := lint sanity unit molecule integration fleet-test ee-test
 test: setup
 	@total=$$(date +%s); for tier in $(TIERS); do start=$$(date +%s); $(MAKE) --no-print-directory $$tier; \
 	  echo "== make $$tier: passed in $$(( $$(date +%s) - start )) s"; done; \

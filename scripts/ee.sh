@@ -20,7 +20,8 @@
 # only; it is never copied into an image (tests/ee checks this).
 # Environment: COHORT_EE_DIR (build context, base tarball; default .ee), COHORT_EE_FILE (default
 # execution-environment.yml), COHORT_EE_IMAGE (default localhost/cohort-rollout-ee),
-# COHORT_EE_CA_BUNDLE (default /etc/ssl/certs/ca-certificates.crt; empty = mount none).
+# COHORT_EE_CA_BUNDLE (default /etc/ssl/certs/ca-certificates.crt; empty = mount none),
+# COHORT_EE_NO_CACHE=1 (reuse no layer of an earlier build: bench/ee_bench.py --cold).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 root=$PWD
@@ -158,6 +159,7 @@ cmd_build() {
   fi
   local extra="--network host --label $label=$key"
   [ -z "$ca_bundle" ] || extra+=" --volume $ca_bundle:/etc/ssl/certs/ca-certificates.crt:ro"
+  [ -z "${COHORT_EE_NO_CACHE:-}" ] || extra+=" --no-cache"
   log "building $tag on $base"
   # The context is rewritten from the definition every time (ansible-builder create).
   rm -rf "$ee_dir/context"

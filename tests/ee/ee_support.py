@@ -10,6 +10,7 @@ fleet (127.0.0.10-32), Molecule's hosts (127.0.0.40-79) and the benches (127.0.0
 import ast
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -89,7 +90,7 @@ def write_inventory(directory=INVENTORY):
     rollout = load_yaml(src, 'rollout.yml')
     canary = rollout['rollout_spec_overrides']['phases']['canary']
     canary.update(CANARY)
-    canary.pop('judge', None)  # two samples are too few to judge (it would be inconclusive by design)
+    canary['judge'] = None  # two samples are too few to judge (it would be inconclusive by design)
     with open(os.path.join(dst, 'rollout.yml'), 'w', encoding='utf-8') as handle:
         handle.write('---\n')
         yaml.safe_dump(rollout, handle, sort_keys=False)
@@ -172,7 +173,8 @@ class Job(object):
         artifacts = os.path.join(pdd, 'artifacts', ident)
         self.status = _read(os.path.join(artifacts, 'status')).strip()
         self.rc = _read(os.path.join(artifacts, 'rc')).strip()
-        self.stdout = _read(os.path.join(artifacts, 'stdout'))
+        # What AWX shows, without the terminal's colours.
+        self.stdout = re.sub(r'\x1b\[[0-9;]*m', '', _read(os.path.join(artifacts, 'stdout')))
         self.events = []
         events_dir = os.path.join(artifacts, 'job_events')
         for name in sorted(os.listdir(events_dir)) if os.path.isdir(events_dir) else []:
