@@ -15,6 +15,8 @@ import shutil
 import subprocess
 import sys
 import time
+import urllib.parse
+import urllib.request
 
 import jinja2
 import yaml
@@ -26,6 +28,7 @@ FLEET_DIR = os.environ.get('COHORT_FLEET_DIR', os.path.join(ROOT, '.fleet', 'ee'
 INVENTORY = os.environ.get('COHORT_FLEET_INVENTORY', os.path.join(FLEET_DIR, 'inventory'))
 EE_DIR = os.environ.get('COHORT_EE_DIR', os.path.join(ROOT, '.ee'))
 CA_BUNDLE = os.environ.get('COHORT_EE_CA_BUNDLE', '/etc/ssl/certs/ca-certificates.crt')
+LOAD_RATE = os.environ.get('EE_LOAD_RATE', '60')
 FLEET_INVENTORY = os.path.join(ROOT, 'inventories', 'fleet')
 # Only the hosts the jobs need: one analyzer per pool, the load balancer, Redis, monitoring.
 HOSTS = (
@@ -115,6 +118,60 @@ def playbook(name, *args, timeout=1800):
     return subprocess.run(argv, cwd=ROOT, env=ENV, capture_output=True, text=True, timeout=timeout, check=False)
 
 
+def resolved(*names):
+    """Variables of lb-1 as Ansible templates them (the inventory templates its URLs)."""
+    expr = '{{ {%s} | to_json }}' % ', '.join("'%s': %s" % (n, n) for n in names)
+    proc = subprocess.run([os.path.join(ROOT, '.venv', 'bin', 'ansible'), 'lb-1', '-i', INVENTORY, '-c', 'local',
+                           '-m', 'ansible.builtin.debug', '-a', 'msg=' + expr], cwd=ROOT,
+                          env=dict(ENV, ANSIBLE_LOAD_CALLBACK_PLUGINS='1', ANSIBLE_STDOUT_CALLBACK='ansible.posix.json'),
+                          capture_output=True, text=True, check=True)
+    msg = json.loads(proc.stdout)['plays'][0]['tasks'][0]['hosts']['lb-1']['msg']
+    return json.loads(msg) if isinstance(msg, str) else msg
+
+
+URLS = {}
+
+
+def url(name):
+    if not URLS:
+        URLS.update(resolved('lb_api_url', 'prometheus_url'))
+    return URLS[name]
+
+
+def shares():
+    """The live split, from the fleet's weights API, as an operator reads it."""
+    req = urllib.request.Request(url('lb_api_url') + '/config/traffic-weights',
+                                 headers={'Authorization': 'Bearer ' + secrets()['lb_api_token']})
+    with urllib.request.urlopen(req, timeout=10) as resp:
+        return json.load(resp)['shares']
+
+
+def load(action):
+    """Steady traffic through the fleet's load balancer (scripts/load.sh), as production has."""
+    args = [LOAD_RATE, '1800'] if action == 'start' else []
+    subprocess.run([os.path.join(ROOT, 'scripts', 'load.sh'), action] + args, cwd=ROOT,
+                   env=dict(ENV, LOAD_INVENTORY=INVENTORY, LOAD_STATE_DIR=os.path.join(FLEET_DIR, 'load')),
+                   check=True, capture_output=True, text=True)
+
+
+def prometheus_has(query):
+    q = url('prometheus_url') + '/api/v1/query?' + urllib.parse.urlencode({'query': query})
+    with urllib.request.urlopen(q, timeout=10) as resp:
+        result = json.load(resp)['data']['result']
+    return any(item['value'][1] not in ('NaN', '+Inf', '-Inf') for item in result)
+
+
+def wait_for_traffic(timeout=180):
+    """Until Prometheus has seen the load: preflight's checklist reads the baseline's database p99,
+    and no data is a failed item."""
+    deadline = time.monotonic() + timeout
+    query = 'max(db_query_latency_p99{variant="original"})'
+    while not prometheus_has(query):
+        if time.monotonic() > deadline:
+            raise AssertionError('no %s in Prometheus %d s after the load started' % (query, timeout))
+        time.sleep(3)
+
+
 # --- AWX's side: job templates, survey answers, the credential type's injectors -------------------------
 
 AWX = {}
@@ -175,6 +232,12 @@ class Job(object):
         self.rc = _read(os.path.join(artifacts, 'rc')).strip()
         # What AWX shows, without the terminal's colours.
         self.stdout = re.sub(r'\x1b\[[0-9;]*m', '', _read(os.path.join(artifacts, 'stdout')))
+        # The command ansible-runner ran: podman run ... <image> ... ansible-playbook ...
+        try:
+            with open(os.path.join(artifacts, 'command'), encoding='utf-8') as handle:
+                self.command = json.load(handle).get('command') or []
+        except (OSError, ValueError):
+            self.command = []
         self.events = []
         events_dir = os.path.join(artifacts, 'job_events')
         for name in sorted(os.listdir(events_dir)) if os.path.isdir(events_dir) else []:

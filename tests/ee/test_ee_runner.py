@@ -21,16 +21,11 @@ import os
 import re
 import shutil
 import subprocess
-import time
-import urllib.parse
-import urllib.request
 
 import pytest
 
-from ee_support import (CA_BUNDLE, ENV, FLEET_DIR, INVENTORY, ROOT, ee_image, in_ee, playbook, plugin_imports,
-                        plugin_names, run_job, secrets, survey_defaults)
-
-LOAD_RATE = os.environ.get('EE_LOAD_RATE', '60')
+from ee_support import (CA_BUNDLE, ENV, ROOT, ee_image, in_ee, load, playbook, plugin_imports, plugin_names, run_job,
+                        secrets, shares, survey_defaults, wait_for_traffic)
 
 
 def podman(*args, check=True):
@@ -165,59 +160,13 @@ def provisioned():
     return True
 
 
-def resolved(*names):
-    """Variables of lb-1 as Ansible templates them (the inventory templates its URLs)."""
-    expr = '{{ {%s} | to_json }}' % ', '.join("'%s': %s" % (n, n) for n in names)
-    proc = subprocess.run([os.path.join(ROOT, '.venv', 'bin', 'ansible'), 'lb-1', '-i', INVENTORY, '-c', 'local',
-                           '-m', 'ansible.builtin.debug', '-a', 'msg=' + expr], cwd=ROOT,
-                          env=dict(ENV, ANSIBLE_LOAD_CALLBACK_PLUGINS='1', ANSIBLE_STDOUT_CALLBACK='ansible.posix.json'),
-                          capture_output=True, text=True, check=True)
-    msg = json.loads(proc.stdout)['plays'][0]['tasks'][0]['hosts']['lb-1']['msg']
-    return json.loads(msg) if isinstance(msg, str) else msg
-
-
-URLS = {}
-
-
-def url(name):
-    if not URLS:
-        URLS.update(resolved('lb_api_url', 'prometheus_url'))
-    return URLS[name]
-
-
-def shares():
-    """The live split, from the fleet's weights API, as an operator reads it."""
-    req = urllib.request.Request(url('lb_api_url') + '/config/traffic-weights',
-                                 headers={'Authorization': 'Bearer ' + secrets()['lb_api_token']})
-    with urllib.request.urlopen(req, timeout=10) as resp:
-        return json.load(resp)['shares']
-
-
-def load(action):
-    args = [LOAD_RATE, '1800'] if action == 'start' else []
-    subprocess.run([os.path.join(ROOT, 'scripts', 'load.sh'), action] + args, cwd=ROOT,
-                   env=dict(ENV, LOAD_INVENTORY=INVENTORY, LOAD_STATE_DIR=os.path.join(FLEET_DIR, 'load')),
-                   check=True, capture_output=True, text=True)
-
-
-def prometheus_has(query):
-    q = url('prometheus_url') + '/api/v1/query?' + urllib.parse.urlencode({'query': query})
-    with urllib.request.urlopen(q, timeout=10) as resp:
-        result = json.load(resp)['data']['result']
-    return any(item['value'][1] not in ('NaN', '+Inf', '-Inf') for item in result)
-
-
 @pytest.fixture(scope='module')
 def under_load(provisioned):
     """Traffic through the fleet's load balancer, as production has, until Prometheus has seen it
     (preflight's checklist reads the baseline's database p99: no data is a failed item)."""
     load('start')
     try:
-        deadline = time.monotonic() + 180
-        query = 'max(db_query_latency_p99{variant="original"})'
-        while not prometheus_has(query):
-            assert time.monotonic() < deadline, 'no %s in Prometheus 180 s after the load started' % query
-            time.sleep(3)
+        wait_for_traffic()
         yield
     finally:
         load('stop')
@@ -232,7 +181,10 @@ def assert_no_secret_in(job):
 def test_preflight_job_succeeds_in_the_ee(under_load, workdir):
     job = run_job(workdir, 'preflight')
     assert job.status == 'successful' and job.rc == '0', job.tail()
-    # It ran in the EE: the controller's Python was the image's venv.
+    assert 'Pre-deployment checklist: all' in job.stdout, job.tail()
+    # It ran in the EE: ansible-runner started ansible-playbook in a podman container of the image.
+    assert job.command[:2] == ['podman', 'run'] and ee_image() in job.command, job.command
+    assert 'ansible-playbook' in ' '.join(job.command[job.command.index(ee_image()):]), job.command
     assert job.events, job.tail()
     assert_no_secret_in(job)
 
