@@ -90,7 +90,7 @@ def jobs(runs):
         row['provision_outside_s'] = round(time.monotonic() - start, 1)
         ee_support.load('start')  # preflight reads the baseline's database p99: it needs traffic
         ee_support.wait_for_traffic()
-        for _ in range(runs):
+        for _run in range(runs):
             job = ee_support.run_job(workdir, 'preflight')
             if job.status != 'successful':
                 raise SystemExit(job.tail())
