@@ -4,7 +4,7 @@
           (cold: mmdebstrap, podman import, ansible-builder with --no-cache); then again
           with a changed input key but podman's layer cache (cached layers); then up to date
   size    the base and the EE image sizes (podman image inspect)
-  jobs    with --jobs: the EE tier's fleet (tests/ee/ee_support.py) is brought up and provisioned,
+  jobs    with --jobs: the EE tier's fleet (bench/ee_support.py) is brought up and provisioned,
           then preflight.yml runs --runs times in the EE (ansible-runner --process-isolation, as the
           test does) and as many times outside it (ansible-playbook from .venv), alternating; wall
           seconds of each, start to end
@@ -24,8 +24,8 @@ import tempfile
 import time
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-sys.path.insert(0, os.path.join(ROOT, 'tests', 'ee'))
-ee_support = importlib.import_module('ee_support')  # the EE tier's helpers (tests/ee)
+sys.path.insert(0, os.path.join(ROOT, 'bench'))
+ee_support = importlib.import_module('ee_support')  # the EE tier's harness, beside this file
 
 EE_SH = os.path.join(ROOT, 'scripts', 'ee.sh')
 

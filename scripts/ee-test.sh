@@ -35,7 +35,7 @@ t0=$SECONDS
 scripts/ee.sh build
 echo "ee-test: EE ready in $((SECONDS - t0)) s"
 mkdir -p "$COHORT_FLEET_DIR"
-python tests/ee/ee_support.py inventory >/dev/null
+python bench/ee_support.py inventory >/dev/null
 scripts/fleet.sh down
 rm -f "$COHORT_FLEET_DIR/report.json"
 scripts/fleet.sh up

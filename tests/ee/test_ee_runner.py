@@ -21,11 +21,13 @@ import os
 import re
 import shutil
 import subprocess
+import sys
 
 import pytest
 
-from ee_support import (CA_BUNDLE, ENV, ROOT, ee_image, in_ee, load, playbook, plugin_imports, plugin_names, run_job,
-                        secrets, shares, survey_defaults, wait_for_traffic)
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))), 'bench'))
+from ee_support import (CA_BUNDLE, ENV, ROOT, ee_image, in_ee, load, playbook,  # noqa: E402  pylint: disable=wrong-import-position
+                        plugin_imports, plugin_names, run_job, secrets, shares, survey_defaults, wait_for_traffic)
 
 
 def podman(*args, check=True):

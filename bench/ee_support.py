@@ -1,10 +1,11 @@
 """Jobs run the way AWX runs them: ansible-runner with process isolation in the execution environment.
 
-Used by tests/ee (make ee-test, scripts/ee-test.sh) and bench/ee_bench.py. The EE tier has a fleet of
+The harness of bench/ee_bench.py and of tests/ee (make ee-test, scripts/ee-test.sh), kept in bench/
+(bench imports nothing from tests/). The EE tier has a fleet of
 its own (name `ee`, directory .fleet/ee, addresses 127.0.0.200-230), so it runs beside the main
 fleet (127.0.0.10-32), Molecule's hosts (127.0.0.40-79) and the benches (127.0.0.100+).
 
-    python tests/ee/ee_support.py inventory   write the fleet's inventory (scripts/ee-test.sh)
+    python bench/ee_support.py inventory   write the fleet's inventory (scripts/ee-test.sh)
 """
 
 import ast
@@ -21,7 +22,7 @@ import urllib.request
 import jinja2
 import yaml
 
-ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 BIN = os.path.join(ROOT, '.venv', 'bin')
 FLEET_NAME = 'ee'
 FLEET_DIR = os.environ.get('COHORT_FLEET_DIR', os.path.join(ROOT, '.fleet', 'ee'))
@@ -85,7 +86,7 @@ def write_inventory(directory=INVENTORY):
                          'redis': {'hosts': groups['redis']},
                          'monitoring': {'hosts': groups['monitoring']}}}}
     with open(os.path.join(directory, 'hosts.yml'), 'w', encoding='utf-8') as handle:
-        handle.write('---\n# Written by tests/ee/ee_support.py: the EE tier\'s own fleet.\n')
+        handle.write('---\n# Written by bench/ee_support.py: the EE tier\'s own fleet.\n')
         yaml.safe_dump(hosts, handle, sort_keys=False)
     src = os.path.join(FLEET_INVENTORY, 'group_vars', 'all')
     dst = os.path.join(directory, 'group_vars', 'all')
