@@ -232,7 +232,7 @@ def test_a_requirement_the_ee_cannot_satisfy_fails_the_build_and_tags_nothing(tm
     shutil.copy(os.path.join(ROOT, 'meta', 'ee-bindep.txt'), ee / 'meta' / 'ee-bindep.txt')
     with open(os.path.join(ROOT, 'meta', 'ee-requirements.txt'), encoding='utf-8') as handle:
         text = handle.read()
-    # A version of a real package that does not exist.
+    # A version of a real package that does not exist (and conflicts with the range the file pins).
     (ee / 'meta' / 'ee-requirements.txt').write_text(text + 'redis==0.0.0.1\n')
     shutil.copy(os.path.join(ROOT, 'execution-environment.yml'), ee / 'execution-environment.yml')
     repo = 'localhost/cohort-rollout-ee-badinput'
@@ -243,8 +243,9 @@ def test_a_requirement_the_ee_cannot_satisfy_fails_the_build_and_tags_nothing(tm
     out = proc.stdout + proc.stderr
     try:
         assert proc.returncode != 0, out[-4000:]
-        assert 'redis==0.0.0.1' in out, out[-4000:]
-        assert 'An error occurred' in out or 'Error' in out, out[-4000:]
+        # pip's reason, then ansible-builder's own message.
+        assert 'redis==0.0.0.1' in out and 'ResolutionImpossible' in out, out[-4000:]
+        assert 'An error occurred (rc=' in out, out[-4000:]
         tags = podman('images', '--format', '{{.Repository}}:{{.Tag}}', repo).stdout.split()
         assert tags == [], tags
     finally:
