@@ -1,6 +1,7 @@
 # cohort.rollout — progressive delivery for VM fleets.
 #   make demo    set up, bring the sandbox up, run the main job, say where to look
-#   make test    set up, then lint, sanity, unit, molecule, integration and fleet tests
+#   make test    set up, then lint, sanity, unit, molecule, integration, fleet and EE tests
+#   make ee      build (or reuse) the execution environment localhost/cohort-rollout-ee (docs/awx.md)
 SHELL := /bin/bash
 .SHELLFLAGS := -eu -o pipefail -c
 VENV := .venv
@@ -10,7 +11,7 @@ export ANSIBLE_CONFIG := $(CURDIR)/ansible.cfg
 PLAYBOOK := $(BIN)/ansible-playbook
 SANITY_ROOT := $(or $(TMPDIR),/tmp)/cohort-rollout-sanity/ansible_collections/cohort/rollout
 
-.PHONY: setup sandbox sandbox-down fleet fleet-down demo test lint sanity unit molecule integration fleet-test bench build clean
+.PHONY: setup sandbox sandbox-down fleet fleet-down ee ee-test demo test lint sanity unit molecule integration fleet-test bench build clean
 
 setup:
 	@scripts/setup.sh
@@ -27,6 +28,15 @@ fleet: setup
 
 fleet-down:
 	scripts/fleet.sh down
+
+# The execution environment localhost/cohort-rollout-ee:<version> (+ :latest), built with podman from
+# execution-environment.yml on a local Debian 12 base, no registry (docs/awx.md); reused when unchanged.
+ee: setup
+	scripts/ee.sh build
+
+# Jobs run as AWX runs them: ansible-runner with process isolation in the EE, against a fleet of its own.
+ee-test: setup
+	scripts/ee-test.sh
 
 demo: sandbox
 	scripts/demo.sh
@@ -63,7 +73,7 @@ build: setup
 	$(BIN)/ansible-galaxy collection build --force --output-path .sandbox/dist
 
 # Each tier in turn (the first failure stops), with its wall time, so that where the time goes is on record.
-TIERS := lint sanity unit molecule integration fleet-test
+TIERS := lint sanity unit molecule integration fleet-test ee-test
 test: setup
 	@total=$$(date +%s); for tier in $(TIERS); do start=$$(date +%s); $(MAKE) --no-print-directory $$tier; \
 	  echo "== make $$tier: passed in $$(( $$(date +%s) - start )) s"; done; \

@@ -10,7 +10,8 @@ sudo=""
 if [ "$(id -u)" -ne 0 ]; then sudo="sudo"; fi
 
 # Debian packages the project runs or tests with.
-# podman, runc and mmdebstrap run the test fleet (scripts/fleet.sh, docs/fleet.md);
+# podman, runc and mmdebstrap run the test fleet (scripts/fleet.sh, docs/fleet.md) and build the
+# execution environment (make ee, scripts/ee.sh; ansible-builder and ansible-runner are in requirements.txt);
 # chromium (and a font) runs the HTML report's browser test (tests/integration/test_report_browser.py).
 debs=(haproxy redis-server redis-tools prometheus prometheus-alertmanager
       sqlite3 curl jq rsync python3-venv procps iproute2 shellcheck

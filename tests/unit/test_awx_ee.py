@@ -1,9 +1,10 @@
-"""The execution environment definition: `ansible-builder create` makes a complete build context.
+"""The execution environment definition: `ansible-builder create` makes a complete build context;
+one EE name in `make ee`, awx/ and the docs; `make ee` says what is missing.
 
-Building the image needs the base image from a registry (not reachable here); the
-context it would be built from is generated and checked instead.
+The image itself is built (`make ee`, on a local base) and run by the EE tier, tests/ee.
 """
 import os
+import re
 import subprocess
 import sys
 
@@ -74,7 +75,15 @@ def test_final_step_checks_the_collection_dependencies_and_the_wheel_build():
     galaxy = yaml.safe_load(_read(ROOT, 'galaxy.yml'))
     for collection in galaxy.get('dependencies') or {}:
         assert 'ansible-galaxy collection list %s' % collection in steps, collection
-    assert '%s -m build --version' % ee['dependencies']['python_interpreter']['python_path'] in steps
+    # $PYCMD: the Python the requirements went into (python_path on AWX's base, make ee's venv on the local one).
+    assert '$PYCMD -m build --version' in steps
+
+
+def test_pycmd_defaults_to_the_definitions_python(context):
+    """On AWX's base image (no build args) $PYCMD is the python_path of the definition."""
+    ee = yaml.safe_load(_read(ROOT, 'execution-environment.yml'))
+    text = (context / 'Containerfile').read_text()
+    assert 'ARG PYCMD="%s"' % ee['dependencies']['python_interpreter']['python_path'] in text
 
 
 def _ee_requirements():
@@ -122,3 +131,51 @@ def test_requirement_files_are_installable_specs():
     assert system
     from bindep.depends import Depends
     Depends('\n'.join(system) + '\n')
+
+
+EE_NAME = 'cohort-rollout-ee'
+
+
+def test_one_ee_name_in_make_ee_awx_and_the_docs():
+    """`make ee` tags localhost/cohort-rollout-ee:<version>; AWX registers the EE under the same name,
+    from an image of the same name and version; every job template and the project run in it."""
+    script = _read(ROOT, 'scripts', 'ee.sh')
+    default = re.search(r'^image=\$\{COHORT_EE_IMAGE:-([^}]+)\}', script, re.M).group(1)
+    assert default == 'localhost/' + EE_NAME
+    version = yaml.safe_load(_read(ROOT, 'galaxy.yml'))['version']
+    awx = yaml.safe_load(_read(ROOT, 'awx', 'vars', 'main.yml'))
+    assert awx['awx_execution_environment_name'] == EE_NAME
+    repository, tag = awx['awx_execution_environment_image'].rsplit(':', 1)
+    assert repository.rsplit('/', 1)[1] == EE_NAME and tag == version, awx['awx_execution_environment_image']
+    tasks = yaml.safe_load(_read(ROOT, 'awx', 'configure.yml'))[0]['tasks']
+    by_module = {}
+    for task in tasks:
+        for key, value in task.items():
+            if key.startswith('awx.awx.'):
+                by_module[key] = (task, value)
+    for module, field in (('awx.awx.job_template', 'execution_environment'),
+                          ('awx.awx.project', 'default_environment')):
+        task, args = by_module[module]
+        assert args[field] == '{{ awx_execution_environment_name }}', (module, args[field])
+        assert 'when' not in task, module
+    ee_task, ee_args = by_module['awx.awx.execution_environment']
+    assert ee_args['name'] == '{{ awx_execution_environment_name }}' and 'when' not in ee_task
+    # Every image name in the docs and the definition's comments is this one.
+    for parts in (('docs', 'awx.md'), ('execution-environment.yml',), ('README.md',), ('docs', 'performance.md')):
+        text = _read(ROOT, *parts)
+        for name in re.findall(r'[\w.\-/]*rollout[-_]ee\b', text):
+            assert name.rsplit('/', 1)[-1] == EE_NAME, (parts, name)
+
+
+def test_make_ee_says_what_is_missing(tmp_path):
+    """Without podman, runc and mmdebstrap, `make ee` names them and `make setup`, and builds nothing."""
+    import shutil as _shutil
+    bin_dir = tmp_path / 'bin'
+    bin_dir.mkdir()
+    for tool in ('bash', 'dirname', 'sed', 'sha256sum', 'cut'):
+        os.symlink(_shutil.which(tool), bin_dir / tool)
+    run = subprocess.run([os.path.join(ROOT, 'scripts', 'ee.sh'), 'build'], cwd=ROOT, capture_output=True, text=True,
+                         env={'PATH': str(bin_dir), 'COHORT_EE_DIR': str(tmp_path / 'ee')}, timeout=60, check=False)
+    assert run.returncode == 1, run.stdout + run.stderr
+    assert 'missing podman runc mmdebstrap' in run.stderr and "'make setup'" in run.stderr, run.stderr
+    assert not (tmp_path / 'ee').exists()
