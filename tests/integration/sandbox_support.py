@@ -6,6 +6,7 @@ import subprocess
 import time
 
 import requests
+import yaml
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 BIN = os.path.join(ROOT, '.venv', 'bin')
@@ -33,14 +34,25 @@ def pid_alive(pidfile, needle):
     return pid if needle in cmdline else None
 
 
+def sandbox_rate_window():
+    """The sandbox's rate window in seconds (inventories/local rollout_spec_overrides.rate_window, e.g. 30s)."""
+    with open(os.path.join(ROOT, 'inventories', 'local', 'group_vars', 'all', 'rollout.yml'), encoding='utf-8') as f:
+        value = str(yaml.safe_load(f)['rollout_spec_overrides']['rate_window'])
+    assert value.endswith('s') and value[:-1].isdigit(), 'rate_window %r: expected whole seconds' % value
+    return int(value[:-1])
+
+
 def wait_candidate_quiet(pool='ultra_fast', timeout=120):
-    """Before a canary: wait until a stopped candidate's last requests have left Prometheus' rate windows.
+    """Before a canary: wait until a stopped candidate's last samples have left Prometheus' rate windows.
 
     A canary started right after a previous run's rollback would otherwise be sampled, in its first
     rate window, on the previous candidate's requests (the sandbox's first sample comes 5 s after the
     shift, inside its 30 s window; production waits 5 min, past its 1 min window). A candidate still
-    running is not waited for: its data is its own build's.
+    running is not waited for: its data is its own build's. Range selectors only (no 5 min lookback:
+    after a Prometheus restart, drill d, the old series have no staleness marker and stay visible to
+    instant queries, although no rate window reaches them).
     """
+    window = sandbox_rate_window() + 5
     deadline = time.monotonic() + timeout
     left, error = None, None
     while time.monotonic() < deadline:
@@ -50,16 +62,16 @@ def wait_candidate_quiet(pool='ultra_fast', timeout=120):
                 return
             # No answer for the candidate's target yet (Prometheus just restarted, a drill stopped it): wait.
             if up:
-                left = _query('count by (__name__) ({__name__=~"cohort_discovery_.+", variant="%s"})' % pool)
+                left = _query('count(count_over_time({__name__=~"cohort_discovery_.+", variant="%s"}[%ds]))'
+                              % (pool, window))
                 if not left:
                     return
             error = None
         except (requests.RequestException, KeyError, ValueError) as exc:
             error = exc
         time.sleep(1)
-    raise AssertionError('after %ss the stopped %s candidate still has recorded series in Prometheus: %s%s'
-                         % (timeout, pool, [s['metric'] for s in left or []],
-                            ' (last query failed: %s)' % error if error else ''))
+    raise AssertionError('after %ss the stopped %s candidate still has samples within %d s in Prometheus: %s%s'
+                         % (timeout, pool, window, left, ' (last query failed: %s)' % error if error else ''))
 
 
 def _query(expr):
