@@ -13,6 +13,8 @@ import time
 
 import pytest
 
+import candidate_quiet
+
 from fleet_support import (ENV, FLEET_DIR, ROOT, Fleet, ev, listeners, playbook, podman_exec, read_report, recap,
                            ssh)
 
@@ -105,6 +107,14 @@ def loaded(fleet):
         load('stop')
 
 
+@pytest.fixture()
+def drill(loaded):
+    """A drill starts once the previous drill's candidate has left the fleet's rate windows (tests/candidate_quiet.py)."""
+    candidate_quiet.wait_candidate_quiet('http://%s:9090' % loaded.address('monitoring-1'),
+                                         candidate_quiet.rate_window('fleet'))
+    return loaded
+
+
 def test_deploy_passes_every_phase(loaded):
     run = playbook('deploy.yml')
     assert run.returncode == 0, run.stdout[-6000:]
@@ -142,28 +152,28 @@ def assert_rolled_back(fleet, phase):
     return report
 
 
-def test_drill_error_rate_rolls_back(loaded):
+def test_drill_error_rate_rolls_back(drill):
     run = playbook('canary.yml', '-e', 'analyzer_fault_error_rate=0.05')
     assert run.returncode != 0
-    report = assert_rolled_back(loaded, 'canary')
+    report = assert_rolled_back(drill, 'canary')
     assert any('error_rate' in r for r in report['canary']['verdict']['reasons']), report['canary']['verdict']
 
 
-def test_drill_latency_rolls_back(loaded):
+def test_drill_latency_rolls_back(drill):
     run = playbook('canary.yml', '-e', 'analyzer_fault_latency_ms=300')
     assert run.returncode != 0
-    report = assert_rolled_back(loaded, 'canary')
+    report = assert_rolled_back(drill, 'canary')
     assert any('latency_p99_ms' in r for r in report['canary']['verdict']['reasons']), report['canary']['verdict']
 
 
-def test_drill_prometheus_down_fails_closed(loaded):
-    monitoring = loaded.address('monitoring-1')
+def test_drill_prometheus_down_fails_closed(drill):
+    monitoring = drill.address('monitoring-1')
     ssh(monitoring, 'sudo -n systemctl stop cohort-prometheus')
     try:
         run = playbook('canary.yml')
         assert run.returncode != 0
-        assert loaded.shares() == ALL_ORIGINAL
-        assert loaded.ultra_fast_stopped_everywhere()
+        assert drill.shares() == ALL_ORIGINAL
+        assert drill.ultra_fast_stopped_everywhere()
     finally:
         ssh(monitoring, 'sudo -n systemctl start cohort-prometheus')
     deadline = time.time() + 60
