@@ -51,15 +51,7 @@ need_tools() {
 
 write_podman_conf() {
   mkdir -p "$fleet_dir"
-  cat >"$CONTAINERS_CONF.tmp" <<'EOF'
-[containers]
-default_ulimits = ["nofile=16384:16384", "nproc=8192:8192"]
-[engine]
-runtime = "runc"
-cgroup_manager = "cgroupfs"
-events_logger = "file"
-EOF
-  mv "$CONTAINERS_CONF.tmp" "$CONTAINERS_CONF"
+  install -m 0644 scripts/podman/containers.conf "$CONTAINERS_CONF"
 }
 
 # name<TAB>address, one line per host of the fleet inventory.
