@@ -16,6 +16,9 @@ import pytest
 import requests
 import yaml
 
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))), 'bench'))
+from ee_support import survey_defaults  # noqa: E402  pylint: disable=wrong-import-position
+
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 INVENTORY = os.path.join(ROOT, 'inventories', 'local')
 VENV_BIN = os.path.dirname(sys.executable)
@@ -43,15 +46,6 @@ ENDPOINTS = _load('inventories', 'local', 'group_vars', 'all', 'endpoints.yml')
 def _sandbox(value):
     """An endpoint of inventories/local (they reference the port variables)."""
     return jinja2.Template(value).render(**ENDPOINTS)
-
-
-def survey_defaults(template):
-    """What AWX passes when the operator accepts every default of the survey."""
-    answers = {}
-    for question in AWX['awx_job_templates'][template]['survey']:
-        if question['required'] or question['default'] != '':
-            answers[question['variable']] = question['default']
-    return answers
 
 
 def injected_secrets():
