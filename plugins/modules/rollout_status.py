@@ -53,13 +53,13 @@ options:
     type: dict
     default: {}
   baseline:
-    description: The baseline pool (rollout spec).
+    description: The baseline pool (the rollout spec's C(baseline)).
     type: str
-    default: original
+    required: true
   candidate:
-    description: The candidate pool (rollout spec).
+    description: The candidate pool (the rollout spec's C(candidate)).
     type: str
-    default: ultra_fast
+    required: true
   phases:
     description: The phases in order (rollout spec).
     type: list
@@ -91,6 +91,8 @@ EXAMPLES = r"""
     lb_api_token: "{{ lb_api_token }}"
     locks: "{{ status_lock.results }}"
     candidates: {analyzer-4: "{{ hostvars['analyzer-4'].status_probe }}"}
+    baseline: "{{ rollout_spec.baseline }}"
+    candidate: "{{ rollout_spec.candidate }}"
   delegate_to: localhost
   run_once: true
 """

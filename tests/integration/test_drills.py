@@ -402,7 +402,13 @@ def kill_group(proc):
 
 
 def test_h_rollback_overrides_a_live_rollout_and_says_whose(sandbox):
-    proc = start_canary()
+    # A canary that is still live when the rollback reaches the lock, however slow this machine is: its
+    # bake neither ends on its own (10 min) nor gives up inconclusive once the reverted traffic has left
+    # its rate window. Only the rollback ends it (the fence refuses its next lease renewal). With the
+    # sandbox's 20 s bake, a loaded CI machine let the canary finish first: nothing left to override.
+    overrides = inventory('analyzer-original-1')['rollout_spec_overrides']
+    overrides['phases']['canary'].update(bake='600s', inconclusive_limit=100)
+    proc = start_canary(*ev(rollout_spec_overrides=overrides))
     try:
         assert sandbox.shares()['ultra_fast'] > 0
         started = time.time()
@@ -417,6 +423,9 @@ def test_h_rollback_overrides_a_live_rollout_and_says_whose(sandbox):
         # Traffic first: the revert is the rollback's first step, long before it completes.
         assert rollback['durations']['trip_to_shares_reverted_s'] < 5, rollback['durations']
         assert time.time() - started < PLAY_TIMEOUT
+        # The fenced canary stops at its next renewal and ends failed, by itself.
+        assert proc.wait(timeout=300) != 0
+        assert read_report()['canary']['status'] != 'passed'
     finally:
         kill_group(proc)
 
