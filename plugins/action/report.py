@@ -18,7 +18,7 @@ from ansible.plugins.action import ActionBase
 from ansible_collections.cohort.rollout.plugins.module_utils import phase_record, report_html, times
 from ansible_collections.cohort.rollout.plugins.module_utils.arguments import ArgumentError, validate_args
 from ansible_collections.cohort.rollout.plugins.module_utils.report import (
-    ReportError, read_report, update_phase,
+    ReportError, adopt_newest, parse_copy, read_report, update_phase,
 )
 
 ARGUMENT_SPEC = phase_record.REPORT_ARGUMENT_SPEC
@@ -45,6 +45,8 @@ class ActionModule(ActionBase):
         path, phase = params['path'], params['phase']
         now = time.time()
         try:
+            if params['copies']:
+                self._adopt(path, params['copies'], now, result)
             report = read_report(path)
             result['previous_report'] = None
             if params['phases'] is not None:
@@ -71,13 +73,14 @@ class ActionModule(ActionBase):
             if self._task.check_mode:
                 result.update(changed=bool(data), phase_data=data)
                 return result
-            if params['new_run'] and os.path.exists(path) and report:
+            new_run = params['new_run'] and os.path.exists(path) and report
+            if new_run:
                 target = phase_record.archive_path(path, now)
                 os.makedirs(os.path.dirname(target), mode=0o700, exist_ok=True)
                 os.rename(path, target)
                 result['archived_to'] = target
                 report_html.schedule(target)  # the archived report keeps its own page
-            if not data and not result.get('archived_to'):
+            if not data and not new_run:
                 result.update(changed=False, phase_data=report.get(phase, {}))
                 return result
             doc = update_phase(path, phase, data)
@@ -89,3 +92,35 @@ class ActionModule(ActionBase):
             result['html'] = dict(path=report_html.html_path(path),
                                   current=report_html.wait_current(path, HTML_WAIT_SECONDS))
         return result
+
+    def _adopt(self, path, copies, now, result):
+        """Take the newest of the fleet's copies when it is newer than the controller's report."""
+        found, parsed = {}, {}
+        for entry in copies:
+            host = str(entry.get('item', '?'))
+            if entry.get('unreachable'):
+                found[host] = 'unreachable: %s' % entry.get('msg', '')
+            elif entry.get('skipped'):
+                found[host] = 'skipped'
+            elif entry.get('failed') or 'content' not in entry:
+                msg = str(entry.get('msg', ''))
+                found[host] = 'absent' if 'not found' in msg else 'unreadable: %s' % msg
+            else:
+                try:
+                    parsed[host] = parse_copy(entry['content'])
+                    found[host] = 'read'
+                except ReportError as exc:
+                    found[host] = 'unreadable: %s' % exc
+        for host, state in sorted(found.items()):
+            if state not in ('read', 'absent', 'skipped'):
+                self._display.warning('report: the copy on %s is not used (%s)' % (host, state))
+        result['copies'] = found
+        if self._task.check_mode:
+            result['adopted_from'] = None
+            return
+        # Named apart from a new run's archive (the same task may start one at the same instant).
+        archive = phase_record.archive_path(path, now)[:-len('.json')] + '-replaced.json'
+        source, unused, archived = adopt_newest(path, parsed, archive)
+        result['adopted_from'] = source
+        if archived:
+            result['archived_to'] = archived

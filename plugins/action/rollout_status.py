@@ -21,6 +21,7 @@ from ansible_collections.cohort.rollout.plugins.module_utils import report_html
 from ansible_collections.cohort.rollout.plugins.module_utils.arguments import ArgumentError, validate_args
 from ansible_collections.cohort.rollout.plugins.module_utils import rollout_status
 from ansible_collections.cohort.rollout.plugins.module_utils.prometheus import HttpGetter, PrometheusError
+from ansible_collections.cohort.rollout.plugins.module_utils.report import ReportError, last_activity, parse_copy
 
 display = Display()
 ARGUMENT_SPEC = rollout_status.STATUS_ARGUMENT_SPEC
@@ -58,6 +59,9 @@ class ActionModule(ActionBase):
         except ArgumentError as exc:
             raise AnsibleActionFail(str(exc))
         report, _raw, problems = report_html.read_source(params['report_path'])
+        report, source = self._newest(report, params['copies'])
+        if source:
+            problems = []  # they were the controller's copy's, which is not shown
         answer, error = None, None
         if params['lb_api_url']:
             try:
@@ -72,7 +76,12 @@ class ActionModule(ActionBase):
             report, problems, rollout_status.shares_view(answer, error), rollout_status.lock_view(params['locks']),
             rollout_status.candidate_view(params['candidates']), params['baseline'], params['candidate'],
             params['phases'], params['report_path'], html=html_state(params['report_path']))
+        if source:
+            # The last phase ran from another controller: its record is the fleet's copy (nothing is written here).
+            status['report_source'] = source
         text = rollout_status.render_text(status)
+        if source:
+            text.append('report: the copy kept on %s (newer than this controller\'s)' % source)
         if params['format'] == 'json':
             display.display(json.dumps(status, indent=2, sort_keys=True))
         else:
@@ -82,6 +91,22 @@ class ActionModule(ActionBase):
             result['output'] = params['output']
         result.update(changed=False, status=status, text=text)
         return result
+
+    @staticmethod
+    def _newest(report, copies):
+        """The fleet's newest copy of the report when it is newer than the controller's, and its host."""
+        best, source = report, None
+        for entry in copies:
+            if entry.get('failed') or entry.get('unreachable') or 'content' not in entry:
+                continue
+            try:
+                doc = parse_copy(entry['content'])
+            except ReportError as exc:
+                display.warning('rollout_status: the copy of the report on %s is not used (%s)' % (entry.get('item'), exc))
+                continue
+            if last_activity(doc) > last_activity(best if isinstance(best, dict) else {}):
+                best, source = doc, str(entry.get('item', '?'))
+        return best, source
 
     @staticmethod
     def _write(path, status):

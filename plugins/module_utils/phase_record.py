@@ -31,6 +31,7 @@ REPORT_ARGUMENT_SPEC = dict(
         marks=dict(type='dict', default={}),
     )),
     stamp=dict(type='list', elements='str', default=[]),
+    copies=dict(type='list', elements='dict', default=[]),
 )
 
 LEVELS = ('info', 'normal', 'high', 'critical')

@@ -13,15 +13,23 @@ Dicts merge recursively; any other value (lists included, e.g. ``samples``)
 replaces the old one. Values must be strict JSON: NaN and Infinity are refused
 so that ``jq`` can always read the report.
 
+The report is the controller's, and the fleet keeps a copy (on each load balancer host, beside the
+rollout lock): a controller that runs the next phase may be another one (an AWX job's fresh
+container, a colleague's laptop). ``adopt_newest`` takes the newest of the fleet's copies in place of
+an older (or missing) controller copy; "newest" is the latest ``*_epoch`` stamp of any record.
+
 Every write also schedules the HTML view of the report (``<report>.html``, module_utils/report_html.py)
 in a detached background process: the writer never waits for it and never fails because of it.
 """
 
 from __future__ import annotations
 
+import base64
+import binascii
 import errno
 import fcntl
 import json
+import math
 import os
 
 from ansible_collections.cohort.rollout.plugins.module_utils import process, report_html
@@ -116,3 +124,54 @@ def update_phase(path, phase, data, html=True):
     if not isinstance(data, dict):
         raise ReportError('phase data must be a dict')
     return update_report(path, {phase: data}, html=html)
+
+
+def last_activity(report):
+    """The latest ``*_epoch`` stamp of any record of ``report`` (0.0 for none): which copy is newer."""
+    latest = 0.0
+    for record in (report or {}).values():
+        if not isinstance(record, dict):
+            continue
+        for key, value in record.items():
+            if (key.endswith('_epoch') and isinstance(value, (int, float)) and not isinstance(value, bool)
+                    and math.isfinite(value)):
+                latest = max(latest, float(value))
+    return latest
+
+
+def parse_copy(content_b64):
+    """A fleet copy (base64 of the file, as ``ansible.builtin.slurp`` returns it) as a dict."""
+    try:
+        text = base64.b64decode(content_b64, validate=True).decode('utf-8')
+        doc = json.loads(text)
+    except (binascii.Error, ValueError, TypeError) as exc:
+        raise ReportError('not a JSON report: %s' % exc)
+    if not isinstance(doc, dict):
+        raise ReportError('not a JSON object')
+    return doc
+
+
+def adopt_newest(path, copies, archive_to):
+    """Replace the report at ``path`` by the newest of ``copies`` ({source: dict}) when that one is newer.
+
+    Returns (source adopted or None, the report now at ``path``, where the replaced one went or None).
+    The controller's own copy wins ties and is kept when newer (a run that died before its copy reached
+    the fleet). A replaced controller copy that held anything is moved to ``archive_to`` first:
+    nothing recorded is lost.
+    """
+    if not copies:
+        return None, read_report(path), None
+    os.makedirs(os.path.dirname(os.path.abspath(path)), 0o750, exist_ok=True)
+    target = None
+    with _Lock(path):
+        local = _load(path)
+        source, newest = max(copies.items(), key=lambda item: (last_activity(item[1]), item[0]))
+        if last_activity(newest) <= last_activity(local) or newest == local:
+            return None, local, None
+        if local:
+            target = archive_to
+            os.makedirs(os.path.dirname(target), mode=0o700, exist_ok=True)
+            os.rename(path, target)
+        _write_atomic(path, newest)
+    report_html.schedule(path)
+    return source, newest, target

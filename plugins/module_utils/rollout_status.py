@@ -28,6 +28,7 @@ STATUS_ARGUMENT_SPEC = dict(
     phases=dict(type='list', elements='str', default=['canary', 'ramp', 'rollout']),
     format=dict(type='str', default='text', choices=['text', 'json']),
     output=dict(type='path'),
+    copies=dict(type='list', elements='dict', default=[]),
 )
 OPS = {'lt': '<', 'le': '<=', 'gt': '>', 'ge': '>='}
 TERMINAL = ('passed', 'failed', 'inconclusive')

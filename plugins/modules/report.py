@@ -18,6 +18,10 @@ description:
   - With O(new_run), the existing report is moved to C(reports/<name>-<UTC time>.json) beside it first (kept), so
     that a new canary starts a new report.
   - With O(timing), records C(trip_at) and C(durations) (seconds from the trip to each mark, and to now).
+  - With O(copies) (the fleet's copies of the report, read with M(ansible.builtin.slurp) on each load balancer host),
+    first takes the newest copy in place of the controller's report when it is newer (the latest C(*_epoch) stamp of
+    any record); the controller's older report, if any, is archived like O(new_run) does. The next phase may run
+    from another controller (an AWX job's fresh container) and still sees the last one's verdict.
   - This is an action plugin; it runs on the controller whatever the task's host.
 author:
   - cohort.rollout contributors (!UNKNOWN)
@@ -62,6 +66,14 @@ options:
     description: Keys to set to the current time (for example V(started_at)); C(<key without _at>_epoch) is set too.
     type: list
     elements: str
+    default: []
+  copies:
+    description:
+      - Results of M(ansible.builtin.slurp) of the report's copies (a registered loop's C(results)), each with C(item)
+        (the host) and C(content), or C(failed) and C(msg). A missing copy is normal (no rollout yet); one that cannot
+        be read or parsed is a warning and is not used.
+    type: list
+    elements: dict
     default: []
 attributes:
   check_mode:
@@ -117,8 +129,16 @@ forced:
   type: bool
 archived_to:
   description: Where the previous report was moved.
-  returned: when O(new_run) archived a report
+  returned: when O(new_run) archived a report, or a newer copy from O(copies) replaced it
   type: str
+adopted_from:
+  description: The host whose copy of the report replaced the controller's (null when the controller's was newest).
+  returned: when O(copies) is given
+  type: str
+copies:
+  description: What was found on each host of O(copies) (V(read), V(absent), or why it could not be used).
+  returned: when O(copies) is given
+  type: dict
 """
 
 from ansible.module_utils.basic import AnsibleModule

@@ -73,6 +73,14 @@ options:
   output:
     description: Also write the status as JSON to this file on the controller (atomically).
     type: path
+  copies:
+    description:
+      - Results of M(ansible.builtin.slurp) of the fleet's copies of the report (a registered loop's C(results)). The
+        newest copy is shown when it is newer than O(report_path) (the last phase ran from another controller);
+        nothing is written. A copy that cannot be parsed is a warning.
+    type: list
+    elements: dict
+    default: []
 attributes:
   check_mode:
     description: Can run in check mode.
@@ -93,6 +101,7 @@ EXAMPLES = r"""
     candidates: {analyzer-4: "{{ hostvars['analyzer-4'].status_probe }}"}
     baseline: "{{ rollout_spec.baseline }}"
     candidate: "{{ rollout_spec.candidate }}"
+    copies: "{{ rollback_report_copies.results | default([]) }}"
   delegate_to: localhost
   run_once: true
 """

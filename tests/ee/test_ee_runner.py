@@ -10,7 +10,8 @@ fleet (name `ee`, 127.0.0.200-204) and runs this file, in order:
      data directory as AWX's project sync leaves it, the SSH key as AWX's machine credential supplies
      it, the survey defaults and the injected secrets as extra variables. preflight, canary (short
      bake, with load through the fleet's load balancer) and rollback end `successful`; a canary with
-     a bad survey answer ends `failed` with the playbook's message, traffic unmoved;
+     a bad survey answer ends `failed` with the playbook's message, traffic unmoved; the ramp job, in a
+     container of its own, takes the canary job's verdict from the fleet's copy of the report and passes;
   3. bad input to the build: a requirement the EE cannot satisfy fails the build with
      ansible-builder's message and tags nothing.
 """
@@ -209,6 +210,18 @@ def test_a_job_whose_playbook_fails_ends_failed_and_shows_why(under_load, workdi
     # What the operator reads in AWX's job output: the phase's own check of the answer.
     assert 'phase_weight' in job.stdout, job.tail()
     assert shares() == before
+
+
+def test_the_ramp_job_in_a_fresh_container_sees_the_canary_jobs_verdict(under_load, workdir):
+    """Every AWX job is a container of its own: the canary job's report went with it. The ramp job takes
+    the fleet's copy (kept on the load balancer host) and starts, as the workflow's next node does."""
+    job = run_job(workdir, 'ramp')
+    assert job.status == 'successful' and '[ramp] verdict: PASSED' in job.stdout, job.tail()
+    assert 'it took the copy' in job.stdout and 'kept on lb-1' in job.stdout, job.tail()
+    assert 0.05 < float(shares()['ultra_fast']) < 0.5
+    with open(os.path.join(job.pdd, 'report.json'), encoding='utf-8') as handle:
+        report = json.load(handle)
+    assert report['canary']['status'] == 'passed' and report['ramp']['status'] == 'passed', list(report)
 
 
 def test_rollback_job_succeeds_in_the_ee(under_load, workdir):

@@ -7,6 +7,7 @@ is checked from outside, as an operator would: the weights API, systemd and the 
 each host over SSH, the report.
 """
 
+import json
 import os
 import subprocess
 import time
@@ -139,6 +140,32 @@ def test_rollback_stops_ultra_fast_on_every_host_then_twice_changes_nothing(load
     counters = recap(second.stdout)
     assert all(c.get('changed', 0) == 0 for c in counters.values()), counters
     assert 'Nothing to roll back' in second.stdout
+    assert loaded.shares() == ALL_ORIGINAL
+
+
+def test_the_next_phase_from_another_controller_takes_the_fleets_copy_of_the_report(loaded, tmp_path):
+    """The canary runs from this controller, the ramp from one with no report (an AWX job's fresh container)."""
+    canary = playbook('canary.yml')
+    assert canary.returncode == 0, canary.stdout[-4000:]
+    other = tmp_path / 'other-controller' / 'report.json'
+    ramp = playbook('ramp.yml', *ev(rollout_report_path=str(other)))
+    assert ramp.returncode == 0, ramp.stdout[-4000:]
+    assert 'REPORT: the controller had no report; it took the copy kept on lb-1' in ramp.stdout, ramp.stdout[-4000:]
+    with open(other, encoding='utf-8') as handle:
+        theirs = json.load(handle)
+    assert theirs['canary']['status'] == 'passed' and theirs['ramp']['status'] == 'passed'
+    assert abs(loaded.shares()['ultra_fast'] - 0.1) < 0.02, loaded.shares()
+    # Back on the first controller: its report is older than the fleet's copy. status.yml shows the copy
+    # (and writes nothing); the rollback takes it, archiving the older one.
+    mine = read_report()
+    status = playbook('status.yml')
+    assert status.returncode == 0 and "report: the copy kept on lb-1 (newer than this controller's)" in status.stdout
+    assert read_report() == mine
+    rollback = playbook('rollback.yml', *ev(rollback_reason='after a ramp from another controller'))
+    assert rollback.returncode == 0, rollback.stdout[-4000:]
+    assert 'it took the copy kept on lb-1' in rollback.stdout
+    report = read_report()
+    assert report['ramp']['status'] == 'passed' and report['rollback']['status'] == 'rolled_back'
     assert loaded.shares() == ALL_ORIGINAL
 
 

@@ -178,3 +178,21 @@ def test_action_unreachable_lb_is_said_not_fatal(tmp_path):
 def test_action_rejects_bad_arguments(tmp_path):
     with pytest.raises(AnsibleActionFail, match='format'):
         run_action(dict(report_path=str(tmp_path / 'r.json'), format='yaml'), lb([]))
+
+
+def test_action_shows_the_fleets_copy_when_it_is_newer_and_writes_nothing(tmp_path):
+    """The last phase ran from another controller (an AWX job): this one has no report, the fleet a copy."""
+    import base64
+    copy = running_report()
+    copy['canary']['phase_started_epoch'] = 1796119200.0
+    entry = dict(item='lb-1', content=base64.b64encode(json.dumps(copy).encode()).decode(), failed=False)
+    broken = dict(item='lb-2', content=base64.b64encode(b'{"canary"').decode(), failed=False)
+    path = tmp_path / 'none.json'
+    result, printed = run_action(dict(report_path=str(path), lb_api_url='http://127.0.0.1:18090',
+                                      copies=[dict(item='lb-0', failed=True, msg='file not found'), broken, entry]),
+                                 lb([]))
+    assert 'ROLLOUT STATUS  phase canary RUNNING' in printed, printed
+    assert 'the copy of the report on lb-2 is not used' in printed  # a warning, and lb-1's copy is shown
+    assert "report: the copy kept on lb-1 (newer than this controller's)" in printed
+    assert result['status']['report_source'] == 'lb-1' and not path.exists()
+    assert not any('does not exist' in w for w in result['status']['warnings'])
