@@ -8,7 +8,8 @@ For N analyzer hosts per pool (default 1 2 4 8), a fleet of 2N+3 hosts is starte
   rollback   rollback.yml right after the phase
 each timed as wall seconds of ansible-playbook. With --variants, the largest size is
 also run with forks=5 (ansible's default), without pipelining, and without SSH
-ControlPersist, to show what each changes.
+ControlPersist, then with the defaults again (the order's share of a difference), to show
+what each changes. A run that fails is shown with its rc (and why, on stderr).
 
 Usage: .venv/bin/python bench/fleet_scale.py [--sizes 1 2 4 8] [--variants] [--json out.json]
 Numbers go to docs/performance.md ("The fleet").
@@ -61,6 +62,9 @@ def run(argv, env, timeout=3600):
 def playbook(inventory, name, env, *extra):
     seconds, proc = run([os.path.join(BIN, 'ansible-playbook'), '-i', inventory, 'playbooks/' + name] + list(extra),
                         env)
+    if proc.returncode:
+        # A failed run's time is not the cost of the work: say why, so that the row is read for what it is.
+        print('%s rc=%d after %.1f s: %s' % (name, proc.returncode, seconds, proc.stdout[-1500:]), file=sys.stderr)
     return round(seconds, 1), proc.returncode
 
 
@@ -79,7 +83,7 @@ def measure(per_pool, variants, workdir):
         row = {'per_pool': per_pool, 'hosts': 2 * per_pool + 3,
                'variant': 'default (forks 10, pipelining, ControlPersist 60s)', 'fleet_up_s': round(up_s, 1)}
         row['provision_s'], row['provision_rc'] = playbook(inventory, 'provision.yml', env)
-        row['reprovision_s'] = playbook(inventory, 'provision.yml', env)[0]
+        row['reprovision_s'], row['reprovision_rc'] = playbook(inventory, 'provision.yml', env)
         short = json.dumps({'rollout_spec_overrides': {'rate_window': '30s', 'phases': {
             # No judge: a 5 s bake has too few points to judge (it would be inconclusive by design).
             'canary': {'bake': '5s', 'interval': '5s', 'initial_delay': '0s', 'min_requests': 0, 'judge': None}}}})
@@ -89,11 +93,13 @@ def measure(per_pool, variants, workdir):
         if variants:
             for label, extra_env in (('forks 5', {'ANSIBLE_FORKS': '5'}),
                                      ('no pipelining', {'ANSIBLE_PIPELINING': 'false'}),
-                                     ('no ControlPersist', {'ANSIBLE_SSH_ARGS': '-o ControlMaster=no'})):
+                                     ('no ControlPersist', {'ANSIBLE_SSH_ARGS': '-o ControlMaster=no'}),
+                                     # The default once more, last: how much of a difference is the order.
+                                     ('default, again after the variants', {})):
                 venv = dict(env, **extra_env)
                 alt = {'per_pool': per_pool, 'hosts': 2 * per_pool + 3, 'variant': label}
-                alt['reprovision_s'] = playbook(inventory, 'provision.yml', venv)[0]
-                alt['rollback_s'] = playbook(inventory, 'rollback.yml', venv)[0]
+                alt['reprovision_s'], alt['reprovision_rc'] = playbook(inventory, 'provision.yml', venv)
+                alt['rollback_s'], alt['rollback_rc'] = playbook(inventory, 'rollback.yml', venv)
                 rows.append(alt)
     finally:
         run([fleet, 'down'], env)
@@ -117,9 +123,11 @@ def main():
     print('| analyzers per pool | hosts | variant | provision s | re-provision s | phase s | rollback s |')
     print('|---|---|---|---|---|---|---|')
     for r in rows:
-        cells = (r['per_pool'], r['hosts'], r['variant'], r.get('provision_s', ''), r.get('reprovision_s', ''),
-                 r.get('phase_s', ''), r.get('rollback_s', ''))
-        print('| %s | %s | %s | %s | %s | %s | %s |' % cells)
+        cells = [r['per_pool'], r['hosts'], r['variant']]
+        for step in ('provision', 'reprovision', 'phase', 'rollback'):
+            seconds, rc = r.get(step + '_s', ''), r.get(step + '_rc')
+            cells.append('%s (rc %d)' % (seconds, rc) if rc else seconds)
+        print('| %s | %s | %s | %s | %s | %s | %s |' % tuple(cells))
     if args.json:
         with open(args.json, 'w', encoding='utf-8') as handle:
             json.dump(rows, handle, indent=2)
