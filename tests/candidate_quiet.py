@@ -50,6 +50,22 @@ def wait_candidate_quiet(prometheus, window_s, pool='ultra_fast', timeout=120):
                          % (timeout, pool, window, left, ' (last query failed: %s)' % error if error else ''))
 
 
+def wait_baseline_seen(prometheus, pool='original', timeout=180):
+    """Return once Prometheus has a number for the ``pool`` baseline's database query p99: preflight's
+    checklist reads it, and no data (NaN: no query in the rate window, the load not seen yet) fails it."""
+    deadline = time.monotonic() + timeout
+    last = None
+    while time.monotonic() < deadline:
+        try:
+            last = _query(prometheus, 'max(db_query_latency_p99{variant="%s"})' % pool)
+            if any(item['value'][1] not in ('NaN', '+Inf', '-Inf') for item in last):
+                return
+        except (requests.RequestException, KeyError, ValueError) as exc:
+            last = exc
+        time.sleep(2)
+    raise AssertionError('after %ss Prometheus has no database p99 of %s: %s' % (timeout, pool, last))
+
+
 def _query(prometheus, expr):
     resp = requests.get(prometheus + '/api/v1/query', params={'query': expr}, timeout=10)
     resp.raise_for_status()

@@ -91,12 +91,6 @@ def test_no_secret_in_any_log_or_journal(fleet):
             assert secret not in proc.stdout, '%s: secret found in a log' % host
 
 
-def test_preflight_passes_over_ssh(fleet):
-    run = playbook('preflight.yml')
-    assert run.returncode == 0, run.stdout[-6000:]
-    assert 'Pre-deployment checklist: all' in run.stdout
-
-
 @pytest.fixture(scope='module')
 def loaded(fleet):
     load('start')
@@ -114,6 +108,16 @@ def drill(loaded):
     candidate_quiet.wait_candidate_quiet('http://%s:9090' % loaded.address('monitoring-1'),
                                          candidate_quiet.rate_window('fleet'))
     return loaded
+
+
+def test_preflight_passes_over_ssh(loaded):
+    """Under load, as production has it: the checklist reads the baseline's database p99 from Prometheus, and
+    no data is a failed item (without load it passed only while provisioning's own requests were in the
+    rate window)."""
+    candidate_quiet.wait_baseline_seen('http://%s:9090' % loaded.address('monitoring-1'))
+    run = playbook('preflight.yml')
+    assert run.returncode == 0, run.stdout[-6000:]
+    assert 'Pre-deployment checklist: all' in run.stdout
 
 
 def test_deploy_passes_every_phase(loaded):
