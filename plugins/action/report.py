@@ -18,7 +18,7 @@ from ansible.plugins.action import ActionBase
 from ansible_collections.cohort.rollout.plugins.module_utils import phase_record, report_html, times
 from ansible_collections.cohort.rollout.plugins.module_utils.arguments import ArgumentError, validate_args
 from ansible_collections.cohort.rollout.plugins.module_utils.report import (
-    ReportError, adopt_newest, parse_copy, read_report, update_phase,
+    ReportError, adopt_newest, read_copies, read_report, unusable, update_phase,
 )
 
 ARGUMENT_SPEC = phase_record.REPORT_ARGUMENT_SPEC
@@ -95,26 +95,10 @@ class ActionModule(ActionBase):
 
     def _adopt(self, path, copies, now, result):
         """Take the newest of the fleet's copies when it is newer than the controller's report."""
-        found, parsed = {}, {}
-        for entry in copies:
-            host = str(entry.get('item', '?'))
-            if entry.get('unreachable'):
-                found[host] = 'unreachable: %s' % entry.get('msg', '')
-            elif entry.get('skipped'):
-                found[host] = 'skipped'
-            elif entry.get('failed') or 'content' not in entry:
-                msg = str(entry.get('msg', ''))
-                found[host] = 'absent' if 'not found' in msg else 'unreadable: %s' % msg
-            else:
-                try:
-                    parsed[host] = parse_copy(entry['content'])
-                    found[host] = 'read'
-                except ReportError as exc:
-                    found[host] = 'unreadable: %s' % exc
-        for host, state in sorted(found.items()):
-            if state not in ('read', 'absent', 'skipped'):
-                self._display.warning('report: the copy on %s is not used (%s)' % (host, state))
-        result['copies'] = found
+        parsed, states = read_copies(copies)
+        for host, state in unusable(states).items():
+            self._display.warning('report: the copy on %s is not used (%s)' % (host, state))
+        result['copies'] = states
         if self._task.check_mode:
             result['adopted_from'] = None
             return

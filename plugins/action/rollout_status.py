@@ -21,7 +21,7 @@ from ansible_collections.cohort.rollout.plugins.module_utils import report_html
 from ansible_collections.cohort.rollout.plugins.module_utils.arguments import ArgumentError, validate_args
 from ansible_collections.cohort.rollout.plugins.module_utils import rollout_status
 from ansible_collections.cohort.rollout.plugins.module_utils.prometheus import HttpGetter, PrometheusError
-from ansible_collections.cohort.rollout.plugins.module_utils.report import ReportError, last_activity, parse_copy
+from ansible_collections.cohort.rollout.plugins.module_utils.report import newest, read_copies, unusable
 
 display = Display()
 ARGUMENT_SPEC = rollout_status.STATUS_ARGUMENT_SPEC
@@ -59,7 +59,10 @@ class ActionModule(ActionBase):
         except ArgumentError as exc:
             raise AnsibleActionFail(str(exc))
         report, _raw, problems = report_html.read_source(params['report_path'])
-        report, source = self._newest(report, params['copies'])
+        copies, states = read_copies(params['copies'])
+        for host, state in unusable(states).items():
+            display.warning('rollout_status: the copy of the report on %s is not used (%s)' % (host, state))
+        source, report = newest(report, copies)
         if source:
             problems = []  # they were the controller's copy's, which is not shown
         answer, error = None, None
@@ -91,22 +94,6 @@ class ActionModule(ActionBase):
             result['output'] = params['output']
         result.update(changed=False, status=status, text=text)
         return result
-
-    @staticmethod
-    def _newest(report, copies):
-        """The fleet's newest copy of the report when it is newer than the controller's, and its host."""
-        best, source = report, None
-        for entry in copies:
-            if entry.get('failed') or entry.get('unreachable') or 'content' not in entry:
-                continue
-            try:
-                doc = parse_copy(entry['content'])
-            except ReportError as exc:
-                display.warning('rollout_status: the copy of the report on %s is not used (%s)' % (entry.get('item'), exc))
-                continue
-            if last_activity(doc) > last_activity(best if isinstance(best, dict) else {}):
-                best, source = doc, str(entry.get('item', '?'))
-        return best, source
 
     @staticmethod
     def _write(path, status):

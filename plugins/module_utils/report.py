@@ -151,6 +151,45 @@ def parse_copy(content_b64):
     return doc
 
 
+def read_copies(results):
+    """The fleet's copies from ``ansible.builtin.slurp`` loop results: ({host: report}, {host: state}).
+
+    State is ``read``, ``absent`` (no copy yet: normal), ``skipped``, or why the copy cannot be used
+    (``unreachable: ...``, ``unreadable: ...``); only read copies are returned as reports.
+    """
+    reports, states = {}, {}
+    for entry in results:
+        host = str(entry.get('item', '?'))
+        if entry.get('unreachable'):
+            states[host] = 'unreachable: %s' % entry.get('msg', '')
+        elif entry.get('skipped'):
+            states[host] = 'skipped'
+        elif entry.get('failed') or 'content' not in entry:
+            msg = str(entry.get('msg', ''))
+            states[host] = 'absent' if 'not found' in msg else 'unreadable: %s' % msg
+        else:
+            try:
+                reports[host] = parse_copy(entry['content'])
+                states[host] = 'read'
+            except ReportError as exc:
+                states[host] = 'unreadable: %s' % exc
+    return reports, states
+
+
+def unusable(states):
+    """The copies that exist but cannot be used (each worth a warning), from ``read_copies``' states."""
+    return dict((host, state) for host, state in sorted(states.items()) if state not in ('read', 'absent', 'skipped'))
+
+
+def newest(local, copies):
+    """(source, report): the newest of ``copies`` when it is newer than ``local``, else (None, local)."""
+    if copies:
+        source, best = max(copies.items(), key=lambda item: (last_activity(item[1]), item[0]))
+        if last_activity(best) > last_activity(local if isinstance(local, dict) else {}) and best != local:
+            return source, best
+    return None, local
+
+
 def adopt_newest(path, copies, archive_to):
     """Replace the report at ``path`` by the newest of ``copies`` ({source: dict}) when that one is newer.
 
@@ -165,13 +204,13 @@ def adopt_newest(path, copies, archive_to):
     target = None
     with _Lock(path):
         local = _load(path)
-        source, newest = max(copies.items(), key=lambda item: (last_activity(item[1]), item[0]))
-        if last_activity(newest) <= last_activity(local) or newest == local:
+        source, best = newest(local, copies)
+        if source is None:
             return None, local, None
         if local:
             target = archive_to
             os.makedirs(os.path.dirname(target), mode=0o700, exist_ok=True)
             os.rename(path, target)
-        _write_atomic(path, newest)
+        _write_atomic(path, best)
     report_html.schedule(path)
-    return source, newest, target
+    return source, best, target

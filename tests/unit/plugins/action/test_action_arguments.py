@@ -7,10 +7,10 @@ from unittest import mock
 
 import pytest
 from ansible.errors import AnsibleActionFail
-from ansible.playbook.task import Task
 
 from ansible_collections.cohort.rollout.plugins.module_utils import arguments
 from ansible_collections.cohort.rollout.plugins.module_utils.rollout_lock import HOLDER_ARGUMENT_SPEC
+from ansible_collections.cohort.rollout.tests.unit.action_support import action_under_test
 
 PLUGINS = os.path.join(os.path.dirname(os.path.dirname(os.path.dirname(os.path.dirname(os.path.dirname(
     os.path.abspath(__file__)))))), 'plugins')
@@ -38,13 +38,7 @@ def module_spec(name):
 def action_spec(name):
     """What the action plugin validates the task's arguments with."""
     action = importlib.import_module('ansible_collections.cohort.rollout.plugins.action.%s' % name)
-    task = Task()
-    task.args = {}
-    task.action = 'cohort.rollout.%s' % name
-    connection = mock.MagicMock()
-    connection._shell.tmpdir = None
-    plugin = action.ActionModule(task, connection, mock.MagicMock(), mock.MagicMock(), mock.MagicMock(),
-                                 mock.MagicMock())
+    plugin = action_under_test(action, name, {})
     seen = {}
 
     def fake(plugin_name, args, argument_spec, **constraints):

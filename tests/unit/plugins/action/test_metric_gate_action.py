@@ -9,10 +9,10 @@ from urllib.parse import parse_qs
 import pytest
 
 from ansible.errors import AnsibleActionFail
-from ansible.playbook.task import Task
 
 from ansible_collections.cohort.rollout.plugins.action import metric_gate as action_mod
 from ansible_collections.cohort.rollout.plugins.module_utils.prometheus import TransportError
+from ansible_collections.cohort.rollout.tests.unit.action_support import action_under_test
 
 BAD_DATA = '1:9: parse error: unexpected right parenthesis \')\''
 
@@ -66,14 +66,7 @@ class FakePrometheus(object):
 
 
 def make_action(args, check_mode=False):
-    task = Task()
-    task.args = args
-    task.action = 'cohort.rollout.metric_gate'
-    task.check_mode = check_mode
-    connection = mock.MagicMock()
-    connection._shell.tmpdir = None
-    return action_mod.ActionModule(task, connection, mock.MagicMock(), mock.MagicMock(), mock.MagicMock(),
-                                   mock.MagicMock())
+    return action_under_test(action_mod, 'metric_gate', args, check_mode)
 
 
 def run(args, script, check_mode=False, clock=None):

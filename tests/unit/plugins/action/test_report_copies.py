@@ -12,10 +12,9 @@ import os
 from unittest import mock
 
 import pytest
-from ansible.playbook.task import Task
-
 from ansible_collections.cohort.rollout.plugins.action import report as action_mod
 from ansible_collections.cohort.rollout.plugins.module_utils import report as rp
+from ansible_collections.cohort.rollout.tests.unit.action_support import action_under_test
 
 PHASES = {'canary': {'order': 1}, 'ramp': {'order': 2}, 'rollout': {'order': 3}}
 CANARY_PASSED = {'canary': {'status': 'passed', 'started_at': '2026-12-01T10:00:00Z', 'started_epoch': 1796119200.0,
@@ -32,14 +31,7 @@ def absent(host):
 
 
 def run(args, check_mode=False):
-    task = Task()
-    task.args = args
-    task.action = 'cohort.rollout.report'
-    task.check_mode = check_mode
-    connection = mock.MagicMock()
-    connection._shell.tmpdir = None
-    action = action_mod.ActionModule(task, connection, mock.MagicMock(), mock.MagicMock(), mock.MagicMock(),
-                                     mock.MagicMock())
+    action = action_under_test(action_mod, 'report', args, check_mode)
     warnings = []
     action._display = mock.MagicMock()
     action._display.warning.side_effect = warnings.append

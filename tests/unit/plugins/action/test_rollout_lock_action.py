@@ -9,29 +9,22 @@ import io
 import json
 import os
 import time
-from unittest import mock
 
 import pytest
 import yaml
 from ansible.errors import AnsibleActionFail
 from ansible.module_utils.testing import patch_module_args
-from ansible.playbook.task import Task
 
 from ansible_collections.cohort.rollout.plugins.action import rollout_lock as action_mod
 from ansible_collections.cohort.rollout.plugins.module_utils import rollout_lock as lock_spec
 from ansible_collections.cohort.rollout.plugins.modules import rollout_lock as module_mod
+from ansible_collections.cohort.rollout.tests.unit.action_support import action_under_test
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))))
 
 
 def make_action(args, calls):
-    task = Task()
-    task.args = args
-    task.action = 'cohort.rollout.rollout_lock'
-    connection = mock.MagicMock()
-    connection._shell.tmpdir = None
-    action = action_mod.ActionModule(task, connection, mock.MagicMock(), mock.MagicMock(), mock.MagicMock(),
-                                     mock.MagicMock())
+    action = action_under_test(action_mod, 'rollout_lock', args)
 
     def execute_module(module_name, module_args, task_vars):
         calls.append(dict(module_args))

@@ -5,11 +5,11 @@ from unittest import mock
 
 import pytest
 from ansible.errors import AnsibleActionFail
-from ansible.playbook.task import Task
 
 from ansible_collections.cohort.rollout.plugins.action import rollout_status as action_mod
 from ansible_collections.cohort.rollout.plugins.module_utils import rollout_status as st
 from ansible_collections.cohort.rollout.plugins.module_utils.prometheus import TransportError
+from ansible_collections.cohort.rollout.tests.unit.action_support import action_under_test
 
 PHASES = ['canary', 'ramp', 'rollout']
 SHARES = st.shares_view(dict(shares=dict(original=0.99, ultra_fast=0.01), weights={'original-a': 99}))
@@ -110,14 +110,7 @@ def test_one_screen():
 
 
 def make_action(args, check_mode=False):
-    task = Task()
-    task.args = args
-    task.action = 'cohort.rollout.rollout_status'
-    task.check_mode = check_mode
-    connection = mock.MagicMock()
-    connection._shell.tmpdir = None
-    return action_mod.ActionModule(task, connection, mock.MagicMock(), mock.MagicMock(), mock.MagicMock(),
-                                   mock.MagicMock())
+    return action_under_test(action_mod, 'rollout_status', args, check_mode)
 
 
 def run_action(args, transport, check_mode=False):
