@@ -166,7 +166,8 @@ class ActionModule(ActionBase):
         result.update(outcome)
         if fenced:
             # Superseded or rolled back: the guard (or a rollback) already owns the traffic; touch nothing.
-            result['fenced'] = True
+            # fenced_by tells the phase's rescue whether it still has a rollback to complete (guard).
+            result.update(fenced=True, fenced_by=fenced[0])
         elif outcome['verdict'] != 'passed':
             self._revert(params.get('revert'), spec['phase'], result)
         if report_path:
@@ -187,7 +188,7 @@ class ActionModule(ActionBase):
         if not guard:
             return None
         if os.getppid() != controller:
-            fenced.append('controller gone')
+            fenced.append('controller_gone')
             return ('phase %s: the ansible-playbook process (pid %d) is gone; this orphaned worker stops without '
                     'renewing the lease, the rollout guard reverts the traffic when it expires' % (phase, controller))
         for url in guard['urls']:
@@ -197,9 +198,9 @@ class ActionModule(ActionBase):
                                 timeout=guard['timeout'])
             except guard_api.GuardRefused as exc:
                 if exc.status == 409:
-                    fenced.append(exc.message)
-                    why = guard_api.fence_reason(url, guard['generation'], token=guard.get('token'),
-                                                 validate_certs=guard['validate_certs'], timeout=guard['timeout'])
+                    by, why = guard_api.fence_cause(url, guard['generation'], token=guard.get('token'),
+                                                    validate_certs=guard['validate_certs'], timeout=guard['timeout'])
+                    fenced.append(by)
                     message = ('phase %s fenced: %s; the rollout guard refused to renew generation %d (%s); the '
                                'traffic belongs to the guard or to a rollback now, this run stops' % (
                                    phase, why, guard['generation'], exc.message))

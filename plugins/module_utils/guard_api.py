@@ -77,16 +77,22 @@ def describe_revert(last):
         last.get('generation', '?'), last.get('phase', '?'), last.get('at', '?'), why)
 
 
-def fence_reason(url, generation, token=None, validate_certs=True, timeout=5.0):
-    """Why the guard at ``url`` fenced ``generation`` off, from its state (never raises)."""
+def fence_cause(url, generation, token=None, validate_certs=True, timeout=5.0):
+    """Who fenced ``generation`` off at the guard at ``url``, from its state (never raises): ``(by, why)``.
+
+    ``by`` is ``guard`` (the guard reverted that generation: a lease ran out or a rollback alert fired),
+    ``superseded`` (a later run armed a newer generation), ``rollback`` (a rollback, or a disarm after one,
+    fenced it off) or ``unknown`` (the guard's state could not be read); ``why`` is one line for people.
+    """
     try:
         state = call(url, '/state', token=token, validate_certs=validate_certs, timeout=timeout)
     except (GuardError, GuardRefused) as exc:
-        return 'the guard could not say why: %s' % exc
+        return 'unknown', 'the guard could not say why: %s' % exc
     armed = state.get('armed') or {}
     if isinstance(armed, dict) and int(armed.get('generation') or 0) > int(generation):
-        return 'a later run armed generation %s (phase %s)' % (armed['generation'], armed.get('phase', '?'))
+        return 'superseded', 'a later run armed generation %s (phase %s)' % (armed['generation'], armed.get('phase', '?'))
     last = state.get('last_revert')
     if isinstance(last, dict) and int(last.get('generation') or 0) == int(generation):
-        return describe_revert(last)
-    return 'the guard did not revert it: a rollback or a disarm fenced it off (fence %s)' % state.get('fence', '?')
+        return 'guard', describe_revert(last)
+    return 'rollback', ('the guard did not revert it: a rollback or a disarm fenced it off (fence %s)'
+                        % state.get('fence', '?'))

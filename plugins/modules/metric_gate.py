@@ -407,6 +407,16 @@ fenced:
   description: The bake stopped because the rollout guard fenced its generation off (O(guard)).
   returned: when fenced
   type: bool
+fenced_by:
+  description:
+    - Who fenced the generation off, from the guard's state. C(guard) - the guard reverted it (its lease ran out or
+      a rollback alert fired); no controller completed that rollback yet. C(rollback) - a rollback (or a disarm after
+      one) fenced it off; that rollback owns the traffic and the record. C(superseded) - a later run armed a newer
+      generation. C(unknown) - the guard's state could not be read. C(controller_gone) - this worker's
+      C(ansible-playbook) process is gone.
+  returned: when fenced
+  type: str
+  choices: [guard, rollback, superseded, unknown, controller_gone]
 verdict:
   description: C(passed), C(failed) (a gate tripped, or a query is invalid) or C(inconclusive).
   returned: when not in check mode

@@ -18,6 +18,7 @@ import socket
 import subprocess
 import time
 import urllib.error
+import urllib.parse
 import urllib.request
 
 import pytest
@@ -343,17 +344,38 @@ def baking_since(since):
     return check
 
 
+CANARY_LOG = os.path.join(STATE, 'drills', 'canary.log')
+
+
 def start_canary(*args):
-    """canary.yml in its own process group (like a CI job), waited for until its bake runs."""
+    """canary.yml in its own process group (like a CI job), waited for until its bake runs.
+
+    Its output goes to CANARY_LOG (canary_log() shows the end of it in a failed assertion)."""
     since = time.time()
-    proc = subprocess.Popen([os.path.join(BIN, 'ansible-playbook'), 'playbooks/canary.yml'] + list(args), cwd=ROOT,
-                            env=ENV, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    os.makedirs(os.path.dirname(CANARY_LOG), exist_ok=True)
+    with open(CANARY_LOG, 'wb') as log:
+        proc = subprocess.Popen([os.path.join(BIN, 'ansible-playbook'), 'playbooks/canary.yml'] + list(args),
+                                cwd=ROOT, env=ENV, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
     try:
         wait_for(baking_since(since), 900, 'the canary bake to start')
     except BaseException:
         kill_group(proc)
         raise
     return proc
+
+
+def rollback_alerts():
+    """The rollback alerts (routed to the rollout guard) that Alertmanager holds as active."""
+    url = inventory('analyzer-original-1')['alertmanager_url'] + '/api/v2/alerts?active=true&filter=' + \
+        urllib.parse.quote('action="rollback"')
+    with urllib.request.urlopen(url, timeout=10) as resp:
+        return [alert['labels'].get('alertname') for alert in json.load(resp)]
+
+
+def canary_log(tail=4000):
+    """The end of the output of the canary that start_canary started."""
+    with open(CANARY_LOG, encoding='utf-8', errors='replace') as handle:
+        return handle.read()[-tail:]
 
 
 def descendants(pid):
@@ -402,12 +424,16 @@ def kill_group(proc):
 
 
 def test_h_rollback_overrides_a_live_rollout_and_says_whose(sandbox):
-    # A canary that is still live when the rollback reaches the lock, however slow this machine is: its
-    # bake neither ends on its own (10 min) nor gives up inconclusive once the reverted traffic has left
-    # its rate window. Only the rollback ends it (the fence refuses its next lease renewal). With the
-    # sandbox's 20 s bake, a loaded CI machine let the canary finish first: nothing left to override.
+    # A canary that is still live when the rollback takes the lock, however slow this machine is. Its bake
+    # neither ends on its own (10 min) nor gives up inconclusive once the reverted traffic has left its rate
+    # window; it samples (and renews its guard's lease) once a minute, so it sees the rollback's fence at
+    # its next sample, long after the rollback (a task after the fence) took its lock. With the sandbox's
+    # 5 s samples a loaded CI machine let the fenced canary end first: nothing was left to take over.
     overrides = inventory('analyzer-original-1')['rollout_spec_overrides']
-    overrides['phases']['canary'].update(bake='600s', inconclusive_limit=100)
+    overrides['phases']['canary'].update(bake='600s', interval='60s', inconclusive_limit=100)
+    # Nor does the guard revert it first: no rollback alert of an earlier drill is still active.
+    wait_for(lambda: not rollback_alerts(), 120, 'no active rollback alert in Alertmanager')
+    since = time.time()
     proc = start_canary(*ev(rollout_spec_overrides=overrides))
     try:
         assert sandbox.shares()['ultra_fast'] > 0
@@ -415,17 +441,30 @@ def test_h_rollback_overrides_a_live_rollout_and_says_whose(sandbox):
         run = playbook('rollback.yml', *ev(rollback_reason='drill h: emergency during a live canary'))
         assert run.returncode == 0, run.stdout[-4000:]
         assert sandbox.shares() == {'original': 1.0, 'ultra_fast': 0.0}
-        rollback = read_report()['rollback']
+        report = read_report()
+        rollback = report['rollback']
+        # What to look at when the canary was not live any more: the records and what the canary printed.
+        seen = (rollback, report['canary'], canary_log())
+        assert rollback['trigger'] == 'manual' and rollback['guard'] is None, seen
+        assert [armed['phase'] for armed in rollback['guard_disarmed']] == ['canary'], seen
         overrode = rollback['overrode']
-        assert len(overrode) == 1 and overrode[0]['phase'] == 'canary', rollback['lock_taken_over']
-        assert overrode[0]['holder_state'] == 'live'
+        assert len(overrode) == 1 and overrode[0]['phase'] == 'canary', seen
+        assert overrode[0]['holder_state'] == 'live', seen
         assert 'took over the rollout lock of run' in run.stdout
         # Traffic first: the revert is the rollback's first step, long before it completes.
         assert rollback['durations']['trip_to_shares_reverted_s'] < 5, rollback['durations']
         assert time.time() - started < PLAY_TIMEOUT
-        # The fenced canary stops at its next renewal and ends failed, by itself.
+        # The fenced canary stops at its next renewal and ends failed, by itself, overridden: it leaves the
+        # traffic and the report's rollback record to the rollback (before, its own rescue ran a second,
+        # lock-less rollback and its record could replace this one's).
         assert proc.wait(timeout=300) != 0
-        assert read_report()['canary']['status'] != 'passed'
+        after = read_report()
+        assert after['canary']['status'] == 'failed' and after['canary']['overridden_by'] == 'rollback', after['canary']
+        assert after['canary']['rolled_back'] is False
+        assert after['rollback'] == rollback
+        # One rollback told the team: this one (phase manual), not the canary's own automatic one.
+        assert [e['phase'] for e in notifications(since) if e['event'] == 'rollback'] == ['manual']
+        assert 'Phase canary stopped: a rollback overrode it' in canary_log()
     finally:
         kill_group(proc)
 

@@ -9,7 +9,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 import pytest
 
 from ansible_collections.cohort.rollout.plugins.action.metric_gate import ActionModule
-from ansible_collections.cohort.rollout.plugins.module_utils import gates
+from ansible_collections.cohort.rollout.plugins.module_utils import gates, guard_api
 
 
 class _Guard(BaseHTTPRequestHandler):
@@ -74,25 +74,35 @@ def test_renewals_then_fenced_stops_the_bake(guard_server):
     assert server.renewals[0][2] == 'Bearer t0ken'
 
 
-@pytest.mark.parametrize('state, named', [
+@pytest.mark.parametrize('state, by, named', [
     (dict(fence=4, armed=None, last_revert=dict(reason='alert', detail=dict(alert='HighErrorRate'), phase='canary',
                                                 generation=3, at='T')),
-     'the guard reverted generation 3 of phase canary at T: the rollback alert HighErrorRate fired'),
-    (dict(fence=5, armed=dict(generation=5, phase='ramp'), last_revert=None), 'a later run armed generation 5 (phase ramp)'),
-    (dict(fence=4, armed=None, last_revert=dict(reason='alert', generation=2)), 'a rollback or a disarm fenced it off'),
+     'guard', 'the guard reverted generation 3 of phase canary at T: the rollback alert HighErrorRate fired'),
+    (dict(fence=5, armed=dict(generation=5, phase='ramp'), last_revert=None),
+     'superseded', 'a later run armed generation 5 (phase ramp)'),
+    (dict(fence=4, armed=None, last_revert=dict(reason='alert', generation=2)),
+     'rollback', 'a rollback or a disarm fenced it off'),
 ])
-def test_a_fenced_verdict_names_the_guards_reason(guard_server, state, named):
+def test_a_fenced_verdict_names_the_guards_reason_and_who_fenced(guard_server, state, by, named):
+    # fenced_by decides the phase's rescue: only a revert by the guard is left for it to complete.
     server, url = guard_server
     server.allow, server.state = 0, state
-    stop = ActionModule._renew(guard(url), 'canary', [], os.getppid())
+    fenced = []
+    stop = ActionModule._renew(guard(url), 'canary', fenced, os.getppid())
     assert named in stop, stop
+    assert fenced == [by]
+
+
+def test_a_guard_that_cannot_say_why_is_unknown():
+    # Nothing listens on port 9: the state cannot be read, so the rescue treats it as it always did.
+    assert guard_api.fence_cause('http://127.0.0.1:9', 3, timeout=2.0)[0] == 'unknown'
 
 
 def test_an_orphaned_worker_renews_nothing(guard_server):
     server, url = guard_server
     fenced = []
     stop = ActionModule._renew(guard(url), 'canary', fenced, controller=os.getppid() + 12345)
-    assert 'orphaned worker' in stop and not server.renewals
+    assert 'orphaned worker' in stop and not server.renewals and fenced == ['controller_gone']
 
 
 def test_an_unreachable_guard_is_a_warning_not_a_stop():
