@@ -15,10 +15,15 @@ import yaml
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
+def spec_overrides(inventory):
+    """An inventory's rollout_spec_overrides (a fresh copy: change it and pass it with -e)."""
+    with open(os.path.join(ROOT, 'inventories', inventory, 'group_vars', 'all', 'rollout.yml'), encoding='utf-8') as f:
+        return yaml.safe_load(f)['rollout_spec_overrides']
+
+
 def rate_window(inventory):
     """An inventory's rate window in seconds (its rollout_spec_overrides.rate_window, e.g. 30s)."""
-    with open(os.path.join(ROOT, 'inventories', inventory, 'group_vars', 'all', 'rollout.yml'), encoding='utf-8') as f:
-        value = str(yaml.safe_load(f)['rollout_spec_overrides']['rate_window'])
+    value = str(spec_overrides(inventory)['rate_window'])
     assert value.endswith('s') and value[:-1].isdigit(), 'rate_window %r: expected whole seconds' % value
     return int(value[:-1])
 
@@ -64,6 +69,22 @@ def wait_baseline_seen(prometheus, pool='original', timeout=180):
             last = exc
         time.sleep(2)
     raise AssertionError('after %ss Prometheus has no database p99 of %s: %s' % (timeout, pool, last))
+
+
+def wait_no_rollback_alert(alertmanager, timeout=120):
+    """Return once Alertmanager holds no active rollback alert (``action="rollback"``, routed to the rollout
+    guards): an earlier drill's alert would make the guard revert a canary that a drill needs live."""
+    deadline = time.monotonic() + timeout
+    active = None
+    while time.monotonic() < deadline:
+        resp = requests.get(alertmanager + '/api/v2/alerts', params={'active': 'true', 'filter': 'action="rollback"'},
+                            timeout=10)
+        resp.raise_for_status()
+        active = sorted(alert['labels'].get('alertname', '?') for alert in resp.json())
+        if not active:
+            return
+        time.sleep(2)
+    raise AssertionError('after %ss Alertmanager still holds active rollback alerts: %s' % (timeout, active))
 
 
 def _query(prometheus, expr):

@@ -9,6 +9,7 @@ each host over SSH, the report.
 
 import json
 import os
+import signal
 import subprocess
 import time
 
@@ -16,8 +17,8 @@ import pytest
 
 import candidate_quiet
 
-from fleet_support import (ENV, FLEET_DIR, ROOT, Fleet, ev, listeners, playbook, podman_exec, read_report, recap,
-                           ssh)
+from fleet_support import (BIN, ENV, FLEET_DIR, INVENTORY, ROOT, Fleet, ev, listeners, playbook, podman_exec,
+                           read_report, recap, ssh)
 
 ALL_ORIGINAL = {'original': 1.0, 'ultra_fast': 0.0}
 # 1% of 150 req/s gives the canary ~7 requests per 5 s sample.
@@ -211,6 +212,54 @@ def test_drill_prometheus_down_fails_closed(drill):
     while 'active' not in ssh(monitoring, 'systemctl is-active cohort-prometheus', check=False).stdout:
         assert time.time() < deadline, 'Prometheus did not come back'
         time.sleep(1)
+
+
+def test_drill_rollback_overrides_a_live_canary(drill, tmp_path):
+    """rollback.yml while a canary bakes: the rollback takes the live run's lock over on the load balancer host
+    and records it; the canary, fenced, stops at its next sample as overridden, without a rollback of its own.
+    It samples once a minute, so it is still live (holding the lock) when the rollback reaches the lock."""
+    candidate_quiet.wait_no_rollback_alert('http://%s:9093' % drill.address('monitoring-1'))
+    overrides = candidate_quiet.spec_overrides('fleet')
+    overrides['phases']['canary'].update(bake='600s', interval='60s', inconclusive_limit=100)
+    since = time.time()
+    log = tmp_path / 'canary.log'
+    with open(log, 'wb') as out:
+        proc = subprocess.Popen([os.path.join(BIN, 'ansible-playbook'), '-i', INVENTORY, 'playbooks/canary.yml']
+                                + ev(rollout_spec_overrides=overrides), cwd=ROOT, env=ENV, stdout=out,
+                                stderr=subprocess.STDOUT, start_new_session=True)
+    try:
+        deadline = time.time() + 900
+        while not baking_since(since):
+            assert proc.poll() is None and time.time() < deadline, log.read_text()[-4000:]
+            time.sleep(2)
+        assert drill.shares()['ultra_fast'] > 0
+        run = playbook('rollback.yml', *ev(rollback_reason='fleet drill: emergency during a live canary'))
+        assert run.returncode == 0, run.stdout[-4000:]
+        assert drill.shares() == ALL_ORIGINAL
+        assert drill.ultra_fast_stopped_everywhere()
+        rollback = read_report()['rollback']
+        seen = (rollback, log.read_text()[-4000:])
+        assert rollback['trigger'] == 'manual' and [a['phase'] for a in rollback['guard_disarmed']] == ['canary'], seen
+        overrode = rollback['overrode']
+        assert len(overrode) == 1 and overrode[0]['phase'] == 'canary' and overrode[0]['holder_state'] == 'live', seen
+        assert proc.wait(timeout=300) != 0
+        after = read_report()
+        assert after['canary']['overridden_by'] == 'rollback' and after['canary']['rolled_back'] is False
+        assert after['rollback'] == rollback
+        assert 'Phase canary stopped: a rollback overrode it' in log.read_text()
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+
+
+def baking_since(since):
+    """The canary started after ``since`` is baking (its record has the gate configuration)."""
+    try:
+        canary = read_report().get('canary', {})
+    except (OSError, ValueError):
+        return False
+    return canary.get('status') == 'running' and 'gate_config' in canary and canary.get('phase_started_epoch', 0) >= since
 
 
 def test_rollback_with_nothing_deployed_changes_nothing(loaded):

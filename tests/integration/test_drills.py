@@ -18,12 +18,12 @@ import socket
 import subprocess
 import time
 import urllib.error
-import urllib.parse
 import urllib.request
 
 import pytest
 import yaml
 
+import candidate_quiet
 from sandbox_support import BIN, ENV, ROOT, inventory, pid_alive, wait_candidate_quiet
 
 STATE = os.path.join(ROOT, '.sandbox')
@@ -364,14 +364,6 @@ def start_canary(*args):
     return proc
 
 
-def rollback_alerts():
-    """The rollback alerts (routed to the rollout guard) that Alertmanager holds as active."""
-    url = inventory('analyzer-original-1')['alertmanager_url'] + '/api/v2/alerts?active=true&filter=' + \
-        urllib.parse.quote('action="rollback"')
-    with urllib.request.urlopen(url, timeout=10) as resp:
-        return [alert['labels'].get('alertname') for alert in json.load(resp)]
-
-
 def canary_log(tail=4000):
     """The end of the output of the canary that start_canary started."""
     with open(CANARY_LOG, encoding='utf-8', errors='replace') as handle:
@@ -432,7 +424,7 @@ def test_h_rollback_overrides_a_live_rollout_and_says_whose(sandbox):
     overrides = inventory('analyzer-original-1')['rollout_spec_overrides']
     overrides['phases']['canary'].update(bake='600s', interval='60s', inconclusive_limit=100)
     # Nor does the guard revert it first: no rollback alert of an earlier drill is still active.
-    wait_for(lambda: not rollback_alerts(), 120, 'no active rollback alert in Alertmanager')
+    candidate_quiet.wait_no_rollback_alert(inventory('analyzer-original-1')['alertmanager_url'])
     since = time.time()
     proc = start_canary(*ev(rollout_spec_overrides=overrides))
     try:
