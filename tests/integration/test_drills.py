@@ -23,7 +23,7 @@ import urllib.request
 import pytest
 import yaml
 
-import candidate_quiet
+from candidate_quiet import wait_no_rollback_alert
 from sandbox_support import BIN, ENV, ROOT, inventory, pid_alive, wait_candidate_quiet
 
 STATE = os.path.join(ROOT, '.sandbox')
@@ -424,7 +424,7 @@ def test_h_rollback_overrides_a_live_rollout_and_says_whose(sandbox):
     overrides = inventory('analyzer-original-1')['rollout_spec_overrides']
     overrides['phases']['canary'].update(bake='600s', interval='60s', inconclusive_limit=100)
     # Nor does the guard revert it first: no rollback alert of an earlier drill is still active.
-    candidate_quiet.wait_no_rollback_alert(inventory('analyzer-original-1')['alertmanager_url'])
+    wait_no_rollback_alert(inventory('analyzer-original-1')['alertmanager_url'])
     since = time.time()
     proc = start_canary(*ev(rollout_spec_overrides=overrides))
     try:
