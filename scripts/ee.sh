@@ -21,7 +21,8 @@
 # Environment: COHORT_EE_DIR (build context, base tarball; default .ee), COHORT_EE_FILE (default
 # execution-environment.yml), COHORT_EE_IMAGE (default localhost/cohort-rollout-ee),
 # COHORT_EE_CA_BUNDLE (default /etc/ssl/certs/ca-certificates.crt; empty = mount none),
-# COHORT_EE_NO_CACHE=1 (reuse no layer of an earlier build: bench/ee_bench.py --cold).
+# COHORT_EE_NO_CACHE=1 (reuse no layer of an earlier build: bench/ee_bench.py --cold),
+# COHORT_EE_VERBOSITY (ansible-builder --verbosity, default 2; 3 streams the whole build output).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 root=$PWD
@@ -159,7 +160,7 @@ cmd_build() {
     --container-runtime podman --tag "$tag" --tag "$image:latest" \
     --build-arg EE_BASE_IMAGE="$base" --build-arg PKGMGR=/usr/bin/apt-get \
     --build-arg PYCMD="$pycmd" --build-arg ANSIBLE_GALAXY_CLI_COLLECTION_OPTS=--offline \
-    --extra-build-cli-args "$extra" --verbosity 2
+    --extra-build-cli-args "$extra" --verbosity "${COHORT_EE_VERBOSITY:-2}"
   log "$tag built in $((SECONDS - t0)) s"
 }
 

@@ -249,8 +249,10 @@ def test_a_requirement_the_ee_cannot_satisfy_fails_the_build_and_tags_nothing(tm
     (ee / 'meta' / 'ee-requirements.txt').write_text(text + 'redis==0.0.0.1\n')
     shutil.copy(os.path.join(ROOT, 'execution-environment.yml'), ee / 'execution-environment.yml')
     repo = 'localhost/cohort-rollout-ee-badinput'
+    # The whole build output (ansible-builder -vvv): at -vv it shows only the last 20 lines of a failed build,
+    # and podman 4.3's builder may panic after the failed pip step, pushing pip's reason out of those 20.
     env = dict(ENV, COHORT_EE_FILE=str(ee / 'execution-environment.yml'), COHORT_EE_IMAGE=repo,
-               COHORT_EE_DIR=str(ee / '.ee'))
+               COHORT_EE_DIR=str(ee / '.ee'), COHORT_EE_VERBOSITY='3')
     proc = subprocess.run([os.path.join(ROOT, 'scripts', 'ee.sh'), 'build'], cwd=ROOT, env=env,
                           capture_output=True, text=True, timeout=1200, check=False)
     out = proc.stdout + proc.stderr
