@@ -102,7 +102,7 @@ def write_inventory(directory=INVENTORY):
         lines = handle.read().splitlines()
     # The key is the machine credential's; the rest stays beside the inventory.
     text = '\n'.join(line for line in lines if not line.startswith('ansible_ssh_private_key_file:'))
-    text = text.replace('{{ inventory_dir }}/../../.fleet', '{{ inventory_dir }}/..')
+    text = text.replace('/../../.fleet', '/..')
     with open(os.path.join(dst, 'overrides.yml'), 'w', encoding='utf-8') as handle:
         handle.write(text + '\n')
 

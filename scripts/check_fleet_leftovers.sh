@@ -14,8 +14,10 @@ if grep -q 'cohort-rollout/rootfs' /proc/mounts; then
   echo "leftover: mounts of the fleet rootfs:"; grep 'cohort-rollout/rootfs' /proc/mounts
   left=1
 fi
-socks=$(find .fleet -type s 2>/dev/null)
+socks=$(find -L .fleet -type s 2>/dev/null)
 if [ -n "$socks" ]; then echo "leftover: SSH control sockets: $socks"; left=1; fi
+links=$(find .fleet -name cp -type l 2>/dev/null)
+if [ -n "$links" ]; then echo "leftover: links to SSH socket directories: $links"; left=1; fi
 listen=$(ss -Hltn | awk '{print $4}' | grep -E '^127\.0\.0\.([2-9]|[1-9][0-9]+):' || true)
 if [ -n "$listen" ]; then echo "leftover: listening on fleet addresses: $listen"; left=1; fi
 [ $left -eq 0 ] && echo "no fleet leftovers: no container, mount, SSH socket or listener on 127.0.0.2+"

@@ -14,7 +14,7 @@ leftovers() {
   names=$(CONTAINERS_CONF=$COHORT_FLEET_DIR/containers.conf podman ps -a \
     --filter "label=cohort.rollout.fleet=$COHORT_FLEET_NAME" --format '{{.Names}}' 2>/dev/null || true)
   if [ -n "$names" ]; then echo "leftover: EE tier's fleet containers: $names"; left=1; fi
-  socks=$(find "$COHORT_FLEET_DIR" -type s 2>/dev/null)
+  socks=$(find -L "$COHORT_FLEET_DIR" -type s 2>/dev/null)
   if [ -n "$socks" ]; then echo "leftover: SSH control sockets: $socks"; left=1; fi
   listen=$(ss -Hltn | awk '{print $4}' | grep -E '^127\.0\.0\.(2[0-2][0-9]|230):' || true)
   if [ -n "$listen" ]; then echo "leftover: listening on the EE tier's addresses: $listen"; left=1; fi

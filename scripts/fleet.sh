@@ -5,7 +5,7 @@
 #   scripts/fleet.sh down    remove every fleet container, SSH master and overlay; idempotent
 #   scripts/fleet.sh status  one line per host
 # Environment: COHORT_FLEET_INVENTORY (default inventories/fleet), COHORT_FLEET_NAME
-# (default fleet), COHORT_FLEET_DIR (keys, known_hosts, SSH sockets; default .fleet).
+# (default fleet), COHORT_FLEET_DIR (keys, known_hosts, the link to the SSH sockets; default .fleet).
 #
 # Each host is a podman container with systemd as PID 1, its own process table
 # and hostname, its own overlay on one shared, cached Debian 12 rootfs (built with
@@ -115,10 +115,56 @@ ensure_rootfs() {
 }
 
 ensure_key() {
-  mkdir -p "$fleet_dir/cp"
-  chmod 0700 "$fleet_dir" "$fleet_dir/cp"
+  mkdir -p "$fleet_dir"
+  chmod 0700 "$fleet_dir"
   [ -f "$fleet_dir/id_ed25519" ] || ssh-keygen -q -t ed25519 -N '' -C cohort-fleet -f "$fleet_dir/id_ed25519"
   chmod 0600 "$fleet_dir/id_ed25519"  # ssh refuses a private key others can read
+}
+
+# SSH control sockets. A socket's path must fit in 108 bytes (sun_path), and ssh adds 17
+# characters to it while the master starts, so the sockets cannot live under a clone whose path
+# is long: they live in a private directory under /tmp (mktemp: a fresh name, 0700, ours) and
+# $fleet_dir/cp is a link to it. The inventories follow the link (ansible_control_path_dir,
+# Ansible then names each socket with a 10-character hash); `down` and the leftover checks find
+# the sockets through it.
+ensure_cp_dir() {
+  local link=$fleet_dir/cp target
+  if [ -L "$link" ]; then
+    target=$(readlink "$link")
+    if [ -d "$target" ] && [ ! -L "$target" ] && [ "$(stat -c %u:%a "$target")" = "$(id -u):700" ]; then
+      return 0
+    fi
+    rm -f "$link"
+  elif [ -d "$link" ]; then  # a socket directory from before the link
+    close_masters "$link"
+    rm -rf "$link"
+  fi
+  target=$(mktemp -d /tmp/cohort-ssh-XXXXXXXX)
+  ln -s "$target" "$link"
+}
+
+# Closes the SSH masters whose sockets are in directory $1, by their sockets.
+close_masters() {
+  local sock
+  for sock in "$1"/*; do
+    [ -S "$sock" ] || continue
+    ssh -F /dev/null -o ControlPath="$sock" -O exit placeholder >/dev/null 2>&1 || true
+    rm -f "$sock"
+  done
+}
+
+remove_cp_dir() {
+  local link=$fleet_dir/cp target
+  if [ -L "$link" ]; then
+    target=$(readlink "$link")
+    case "$target" in
+      /tmp/cohort-ssh-*) if [ -d "$target" ] && [ ! -L "$target" ]; then close_masters "$target"; rm -rf "$target"; fi ;;
+    esac
+    rm -f "$link"
+  elif [ -d "$link" ]; then
+    close_masters "$link"
+    rm -rf "$link"
+  fi
 }
 
 container_running() {
@@ -192,6 +238,7 @@ cmd_up() {
   [ -x "$root/.venv/bin/ansible-inventory" ] || die "no .venv: run 'make setup' first"
   write_podman_conf
   ensure_key
+  ensure_cp_dir
   local rootfs t0=$SECONDS
   rootfs=$(ensure_rootfs)
   mapfile -t hosts < <(fleet_hosts)
@@ -220,14 +267,7 @@ cmd_down() {
   command -v podman >/dev/null 2>&1 || { log "no podman: nothing to remove"; return 0; }
   [ -f "$CONTAINERS_CONF" ] || write_podman_conf
   # SSH masters that Ansible left behind (ControlPersist) go first, by their sockets.
-  if [ -d "$fleet_dir/cp" ]; then
-    local sock
-    for sock in "$fleet_dir"/cp/*; do
-      [ -S "$sock" ] || continue
-      ssh -F /dev/null -o ControlPath="$sock" -O exit placeholder >/dev/null 2>&1 || true
-      rm -f "$sock"
-    done
-  fi
+  remove_cp_dir
   local ids
   ids=$(podman ps -a --filter "label=$label=$fleet_name" --format '{{.ID}}')
   if [ -n "$ids" ]; then

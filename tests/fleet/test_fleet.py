@@ -10,6 +10,7 @@ each host over SSH, the report.
 import json
 import os
 import signal
+import stat
 import subprocess
 import time
 
@@ -59,6 +60,22 @@ def test_provision_fresh_hosts_then_nothing_changes(fleet):
     assert set(counters) == set(fleet.hosts), counters
     changed = {host: c['changed'] for host, c in counters.items() if c.get('changed')}
     assert not changed, 'a second provision.yml changed something: %s\n%s' % (changed, second.stdout[-6000:])
+
+
+def test_ssh_masters_live_in_a_short_private_directory(fleet):
+    """CI's clone path once made every socket path too long for a Unix socket (108 bytes) and every
+    host unreachable: the sockets live under /tmp, whatever the clone's path, found through .fleet/cp."""
+    link = os.path.join(FLEET_DIR, 'cp')
+    assert os.path.islink(link), link
+    directory = os.path.realpath(link)
+    assert directory.startswith('/tmp/cohort-ssh-'), directory
+    info = os.stat(directory)
+    assert (info.st_uid, stat.S_IMODE(info.st_mode)) == (os.getuid(), 0o700), directory
+    sockets = [os.path.join(directory, name) for name in os.listdir(directory)
+               if stat.S_ISSOCK(os.lstat(os.path.join(directory, name)).st_mode)]
+    assert sockets, 'no SSH master of the provision left (ControlPersist 60s) in %s' % directory
+    # ssh binds <path>.<16 random characters> while a master starts; sun_path holds 107 bytes.
+    assert all(len(path) + 17 <= 107 for path in sockets), sockets
 
 
 def test_every_service_is_a_systemd_unit_on_its_host_address(fleet):
