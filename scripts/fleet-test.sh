@@ -19,4 +19,4 @@ trap cleanup EXIT
 scripts/fleet.sh down
 rm -f .fleet/report.json .fleet/report.html
 scripts/fleet.sh up
-pytest -q -p no:cacheprovider tests/fleet "$@"
+pytest -q -p no:cacheprovider --durations=20 tests/fleet "$@"

@@ -20,4 +20,4 @@ trap cleanup EXIT
 
 make --no-print-directory sandbox
 scripts/load.sh start
-pytest -q -p no:cacheprovider tests/integration "$@"
+pytest -q -p no:cacheprovider --durations=25 tests/integration "$@"
