@@ -32,7 +32,7 @@ def run_role(tmp_path, state_dir):
     (tmp_path / 'inventory.json').write_text(json.dumps(inventory))
     (tmp_path / 'play.yml').write_text(PLAY % (ROOT / 'playbooks' / 'group_vars' / 'all' / 'rollout_spec.yml'))
     variables = {'loadbalancer_state_dir': str(state_dir), 'loadbalancer_service_manager': 'daemon',
-                 'loadbalancer_manage_user': False, 'lb_api_token': 'a-test-token-not-secret',}
+                 'loadbalancer_manage_user': False, 'lb_api_token': 'a-test-token-not-secret'}
     env = dict(os.environ, ANSIBLE_CONFIG=str(ROOT / 'ansible.cfg'))
     return subprocess.run([str(BIN / 'ansible-playbook'), '-i', str(tmp_path / 'inventory.json'),
                            str(tmp_path / 'play.yml'), '-e', json.dumps(variables)],
