@@ -128,43 +128,37 @@ ensure_key() {
 # Ansible then names each socket with a 10-character hash); `down` and the leftover checks find
 # the sockets through it.
 ensure_cp_dir() {
-  local link=$fleet_dir/cp target
-  if [ -L "$link" ]; then
-    target=$(readlink "$link")
-    if [ -d "$target" ] && [ ! -L "$target" ] && [ "$(stat -c %u:%a "$target")" = "$(id -u):700" ]; then
-      return 0
-    fi
-    rm -f "$link"
-  elif [ -d "$link" ]; then  # a socket directory from before the link
-    close_masters "$link"
-    rm -rf "$link"
-  fi
-  target=$(mktemp -d /tmp/cohort-ssh-XXXXXXXX)
-  ln -s "$target" "$link"
+  cp_target_ok && return 0
+  remove_cp_dir
+  ln -s "$(mktemp -d /tmp/cohort-ssh-XXXXXXXX)" "$fleet_dir/cp"
 }
 
-# Closes the SSH masters whose sockets are in directory $1, by their sockets.
-close_masters() {
-  local sock
-  for sock in "$1"/*; do
-    [ -S "$sock" ] || continue
-    ssh -F /dev/null -o ControlPath="$sock" -O exit placeholder >/dev/null 2>&1 || true
-    rm -f "$sock"
-  done
+# True when $fleet_dir/cp links to a directory (not a link) that is ours and 0700.
+cp_target_ok() {
+  local target
+  [ -L "$fleet_dir/cp" ] || return 1
+  target=$(readlink "$fleet_dir/cp")
+  [ -d "$target" ] && [ ! -L "$target" ] && [ "$(stat -c %u:%a "$target")" = "$(id -u):700" ]
 }
 
+# Closes the SSH masters through their sockets, then removes the socket directory (only one that
+# is ours) and the link; also a real `cp` directory from before the link.
 remove_cp_dir() {
-  local link=$fleet_dir/cp target
-  if [ -L "$link" ]; then
-    target=$(readlink "$link")
-    case "$target" in
-      /tmp/cohort-ssh-*) if [ -d "$target" ] && [ ! -L "$target" ]; then close_masters "$target"; rm -rf "$target"; fi ;;
-    esac
-    rm -f "$link"
-  elif [ -d "$link" ]; then
-    close_masters "$link"
-    rm -rf "$link"
+  local link=$fleet_dir/cp dir=
+  if cp_target_ok; then
+    dir=$(readlink "$link")
+  elif [ -d "$link" ] && [ ! -L "$link" ]; then
+    dir=$link
   fi
+  if [ -n "$dir" ]; then
+    local sock
+    for sock in "$dir"/*; do
+      [ -S "$sock" ] || continue
+      ssh -F /dev/null -o ControlPath="$sock" -O exit placeholder >/dev/null 2>&1 || true
+    done
+    rm -rf "$dir"
+  fi
+  rm -f "$link"
 }
 
 container_running() {
